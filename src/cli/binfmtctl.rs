@@ -1,0 +1,566 @@
+//! `binfmtctl`: manage QEMU user-mode emulation through the kernel's binfmt_misc.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
+
+use super::output::{self, warn};
+use super::{Exit, UsageError, report_error};
+use crate::arch::{Table, Target};
+use crate::binfmt::manage::{self, Action, InstallOptions, Report, UninstallOptions};
+use crate::binfmt::probe::{Outcome, ProbeResult};
+use crate::binfmt::{BinfmtFs, Flags, fs::DEFAULT_ROOT, owner, persist};
+use crate::emulator::{self, Emulator};
+
+const PROG: &str = "binfmtctl";
+
+/// Manage QEMU user-mode emulation through binfmt_misc: register static emulators with the F
+/// flag, prove they work by running a foreign program, and remove only what binfmtctl added.
+#[derive(Debug, Parser)]
+#[command(name = "binfmtctl", version, about, long_about = None)]
+pub struct Cli {
+    /// The binfmt_misc mount to work on.
+    #[arg(long, global = true, env = "BINFMTCTL_ROOT", default_value = DEFAULT_ROOT, value_name = "DIR")]
+    pub root: PathBuf,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Tell which architecture a program needs and which handler the kernel would run it with.
+    Inspect(InspectArgs),
+    /// Register QEMU handlers (F flag) for targets, then verify each by running a probe program.
+    Install(InstallArgs),
+    /// Prove handlers work by executing a tiny program for each target through the kernel.
+    Verify(VerifyArgs),
+    /// Show every binfmt_misc entry, which ones binfmtctl manages, and overlaps.
+    Status(StatusArgs),
+    /// Remove handlers binfmtctl registered (never anyone else's).
+    Uninstall(UninstallArgs),
+}
+
+/// `inspect` arguments.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Programs to inspect.
+    #[arg(required = true, value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
+    pub files: Vec<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `install` arguments.
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    /// QEMU targets, aliases (arm64, armhf, amd64...), platforms (linux/arm/v7), or `all`.
+    #[arg(required = true, value_name = "TARGET")]
+    pub targets: Vec<String>,
+    /// Look for emulators in this directory first (`qemu-<target>-static` or `qemu-<target>`).
+    #[arg(
+        long = "emulator-dir",
+        value_name = "DIR",
+        env = "BINFMTCTL_EMULATOR_DIR"
+    )]
+    pub emulator_dirs: Vec<PathBuf>,
+    /// Add the P flag: pass the program's own argv[0] to the emulator.
+    #[arg(long)]
+    pub preserve_argv0: bool,
+    /// Add the C flag: credentials from the program. Setuid programs then run the emulator as
+    /// root; only for trusted images.
+    #[arg(long)]
+    pub credential: bool,
+    /// Replace an existing entry of the same name that differs.
+    #[arg(long)]
+    pub replace: bool,
+    /// Print the register lines; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Also write `/etc/binfmt.d/qemu-<target>.conf` so the handlers come back after a reboot.
+    #[arg(long)]
+    pub persist: bool,
+    /// Where `--persist` writes.
+    #[arg(long, value_name = "DIR", env = "BINFMTCTL_PERSIST_DIR", default_value = persist::DEFAULT_DIR, hide_short_help = true)]
+    pub persist_dir: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `verify` arguments.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Targets to verify (default: every registered `qemu-*` handler).
+    #[arg(value_name = "TARGET")]
+    pub targets: Vec<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `status` arguments.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Where `install --persist` writes.
+    #[arg(long, value_name = "DIR", env = "BINFMTCTL_PERSIST_DIR", default_value = persist::DEFAULT_DIR, hide_short_help = true)]
+    pub persist_dir: PathBuf,
+}
+
+/// `uninstall` arguments.
+#[derive(Debug, Args)]
+pub struct UninstallArgs {
+    /// Targets, or `all` (every `qemu-*` handler binfmtctl registered).
+    #[arg(required = true, value_name = "TARGET")]
+    pub targets: Vec<String>,
+    /// Also remove `qemu-<target>` entries binfmtctl did not register.
+    #[arg(long)]
+    pub force: bool,
+    /// Where `--persist` wrote.
+    #[arg(long, value_name = "DIR", env = "BINFMTCTL_PERSIST_DIR", default_value = persist::DEFAULT_DIR, hide_short_help = true)]
+    pub persist_dir: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Entry point of the `binfmtctl` binary.
+pub fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(exit) => exit.into(),
+        Err(e) => report_error(PROG, &e).into(),
+    }
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> Result<Exit> {
+    let fs = BinfmtFs::new(&cli.root);
+    match cli.command {
+        Command::Inspect(a) => inspect(&fs, &a),
+        Command::Install(a) => install(&fs, &a),
+        Command::Verify(a) => verify(&fs, &a),
+        Command::Status(a) => status(&fs, &a),
+        Command::Uninstall(a) => uninstall(&fs, &a),
+    }
+}
+
+/// Resolves target words; `all` means every target outside the host's family.
+pub fn resolve_targets(words: &[String]) -> Result<Vec<&'static Target>> {
+    let table = Table::get();
+    let mut out: Vec<&'static Target> = Vec::new();
+    for w in words
+        .iter()
+        .flat_map(|w| w.split(','))
+        .filter(|w| !w.is_empty())
+    {
+        let chosen = if w.eq_ignore_ascii_case("all") {
+            table.foreign()
+        } else {
+            vec![table.resolve(w).map_err(|e| UsageError(e.to_string()))?]
+        };
+        for t in chosen {
+            if !out.iter().any(|o| o.name == t.name) {
+                out.push(t);
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err(UsageError("no targets given".into()).into());
+    }
+    Ok(out)
+}
+
+fn is_all(words: &[String]) -> bool {
+    words.iter().any(|w| w.eq_ignore_ascii_case("all"))
+}
+
+#[derive(Serialize)]
+struct InspectOut {
+    #[serde(flatten)]
+    info: crate::elf::ElfInfo,
+    /// The entry the kernel would use, "native", or "none".
+    runs_with: String,
+}
+
+fn inspect(fs: &BinfmtFs, a: &InspectArgs) -> Result<Exit> {
+    let mut outs = Vec::new();
+    let mut failed = false;
+    for f in &a.files {
+        match crate::elf::inspect(f) {
+            Ok(info) => {
+                let name = f.file_name().and_then(|n| n.to_str());
+                let runs_with = runs_with(fs, &info, name);
+                outs.push(InspectOut { info, runs_with });
+            }
+            Err(e) => {
+                output::error(PROG, &e.to_string());
+                failed = true;
+            }
+        }
+    }
+    if a.json {
+        output::json(&outs);
+    } else {
+        for (i, o) in outs.iter().enumerate() {
+            if i > 0 {
+                println!();
+            }
+            print_inspect(o);
+        }
+    }
+    Ok(if failed { Exit::Failure } else { Exit::Success })
+}
+
+fn runs_with(fs: &BinfmtFs, info: &crate::elf::ElfInfo, name: Option<&str>) -> String {
+    if let Some(e) = manage::handler_for(fs, &info.header, name) {
+        return format!("{} ({})", e.name, e.interpreter);
+    }
+    let host = Table::get().host();
+    match (info.target(), host) {
+        (Some(t), Some(h)) if t.family == h.family && (t.elf.class <= h.elf.class) => {
+            "native".into()
+        }
+        _ => "none: exec would fail with `exec format error`".into(),
+    }
+}
+
+fn print_inspect(o: &InspectOut) {
+    let i = &o.info;
+    let linking = if i.is_static {
+        if i.static_pie {
+            "static (static-pie)".to_string()
+        } else {
+            "static".to_string()
+        }
+    } else {
+        format!(
+            "dynamic, interpreter {}",
+            i.interpreter.as_deref().unwrap_or("?")
+        )
+    };
+    println!("{}", i.path.display());
+    println!(
+        "  architecture: {} (e_machine {:#x})",
+        i.machine_name, i.machine
+    );
+    println!("  class:        ELF{}", i.class);
+    println!(
+        "  endianness:   {}",
+        if i.endian == crate::arch::Endian::Little {
+            "little"
+        } else {
+            "big"
+        }
+    );
+    println!("  type:         {}", i.kind);
+    println!("  linking:      {linking}");
+    if !i.needed.is_empty() {
+        println!("  needs:        {}", i.needed.join(", "));
+    }
+    println!(
+        "  qemu target:  {}",
+        i.target.as_deref().unwrap_or("unknown")
+    );
+    println!(
+        "  platform:     {}",
+        i.platform
+            .as_ref()
+            .map_or("unknown".to_string(), |p| p.to_string())
+    );
+    println!("  runs with:    {}", o.runs_with);
+}
+
+fn install(fs: &BinfmtFs, a: &InstallArgs) -> Result<Exit> {
+    let targets = resolve_targets(&a.targets)?;
+    let flags = Flags {
+        preserve_argv0: a.preserve_argv0,
+        open_binary: a.credential,
+        credentials: a.credential,
+        fix_binary: true,
+    };
+    if a.credential {
+        warn(
+            PROG,
+            "--credential sets the C flag: setuid programs in emulated images then run the emulator as root; use it only with images you trust",
+        );
+    }
+    let opts = InstallOptions {
+        flags,
+        replace: a.replace,
+        dry_run: a.dry_run,
+        persist_dir: a.persist.then(|| a.persist_dir.clone()),
+        verify: true,
+        state_dir: owner::state_dir(),
+    };
+    let dirs = a.emulator_dirs.clone();
+    let find = move |t: &Target| -> std::result::Result<Emulator, String> {
+        emulator::locate::locate(t, &dirs, true).map_err(|e| e.to_string())
+    };
+    let report = manage::install(fs, &targets, &opts, &find)?;
+    if report.mounted_now {
+        eprintln!("{PROG}: mounted binfmt_misc at {}", fs.root().display());
+    }
+    if a.persist && !a.dry_run {
+        warn(
+            PROG,
+            "a restart of systemd-binfmt.service flushes every binfmt_misc entry and re-registers only its files; the binfmt.d files just written cover these handlers",
+        );
+    }
+    print_report(&report, a.json, a.dry_run, "installed");
+    if !report.ok() && is_all(&a.targets) {
+        eprintln!(
+            "{PROG}: some targets failed; `binfmtctl install TARGET` retries one, `binfmtctl status` shows what is registered"
+        );
+    }
+    Ok(if report.ok() {
+        Exit::Success
+    } else {
+        Exit::Failure
+    })
+}
+
+fn verify_cell(v: Option<&ProbeResult>) -> String {
+    match v {
+        None => "-".into(),
+        Some(v) => match v.outcome {
+            Outcome::Passed => "ok".into(),
+            Outcome::Failed => "FAILED".into(),
+            Outcome::NoProbe => "not run (no probe)".into(),
+        },
+    }
+}
+
+fn print_report(report: &Report, json: bool, dry_run: bool, verb: &str) {
+    for t in &report.targets {
+        for w in &t.warnings {
+            warn(PROG, &format!("{}: {w}", t.target));
+        }
+        if let Some(e) = &t.error {
+            output::error(PROG, &format!("{}: {e}", t.target));
+        }
+        if let Some(v) = &t.verify
+            && !v.ok()
+        {
+            output::error(
+                PROG,
+                &format!("{}: verification failed: {}", t.target, v.detail),
+            );
+        }
+    }
+    if json {
+        output::json(report);
+        return;
+    }
+    if dry_run {
+        for t in &report.targets {
+            if let Some(l) = &t.line {
+                println!("{l}");
+            }
+        }
+        return;
+    }
+    let rows: Vec<Vec<String>> = report
+        .targets
+        .iter()
+        .map(|t| {
+            let action = match (t.action, &t.error) {
+                (_, Some(_)) => "FAILED".to_string(),
+                (Some(Action::Registered), _) if verb == "removed" => "removed".into(),
+                (Some(Action::Registered), _) => "registered".into(),
+                (Some(Action::Unchanged), _) => "already installed".into(),
+                (Some(Action::Enabled), _) => "enabled".into(),
+                (Some(Action::Replaced), _) => "replaced".into(),
+                (Some(Action::DryRun), _) => "dry run".into(),
+                (None, None) if !t.warnings.is_empty() => "left in place".into(),
+                (None, None) => "not installed".into(),
+            };
+            let mut row = vec![t.target.clone(), t.handler.clone(), action];
+            if verb == "installed" {
+                row.push(
+                    t.emulator
+                        .as_ref()
+                        .map_or("-".into(), |e| e.path.display().to_string()),
+                );
+                row.push(verify_cell(t.verify.as_ref()));
+            }
+            row
+        })
+        .collect();
+    if verb == "installed" {
+        output::table(
+            &["TARGET", "HANDLER", "RESULT", "EMULATOR", "VERIFY"],
+            &rows,
+        );
+    } else {
+        output::table(&["TARGET", "HANDLER", "RESULT"], &rows);
+    }
+}
+
+fn verify(fs: &BinfmtFs, a: &VerifyArgs) -> Result<Exit> {
+    let targets = if a.targets.is_empty() {
+        Vec::new()
+    } else {
+        resolve_targets(&a.targets)?
+    };
+    let results = manage::verify(fs, &targets)?;
+    if results.is_empty() {
+        eprintln!("{PROG}: no qemu-* handlers are registered; `binfmtctl install TARGET` adds one");
+    }
+    if a.json {
+        output::json(&results);
+    } else {
+        let rows: Vec<Vec<String>> = results
+            .iter()
+            .map(|r| vec![r.target.clone(), verify_cell(Some(r)), r.detail.clone()])
+            .collect();
+        output::table(&["TARGET", "RESULT", "DETAIL"], &rows);
+    }
+    let ok = results.iter().all(ProbeResult::ok);
+    Ok(if ok { Exit::Success } else { Exit::Failure })
+}
+
+fn status(fs: &BinfmtFs, a: &StatusArgs) -> Result<Exit> {
+    let st = manage::status(fs, &owner::state_dir(), &a.persist_dir)?;
+    if a.json {
+        output::json(&st);
+        return Ok(Exit::Success);
+    }
+    if !st.mounted {
+        println!("binfmt_misc: not mounted at {}", st.root.display());
+        println!("  `binfmtctl install TARGET` mounts it and registers handlers");
+        return Ok(Exit::Success);
+    }
+    println!(
+        "binfmt_misc: mounted at {} ({}), {}",
+        st.root.display(),
+        st.instance.map_or("unknown instance", |i| i.describe()),
+        if st.enabled == Some(true) {
+            "enabled"
+        } else {
+            "DISABLED"
+        }
+    );
+    if let Some(h) = &st.host {
+        println!("host: {h}");
+    }
+    if st.entries.is_empty() {
+        println!("no entries");
+        return Ok(Exit::Success);
+    }
+    println!();
+    let rows: Vec<Vec<String>> = st
+        .entries
+        .iter()
+        .map(|e| {
+            vec![
+                e.entry.name.clone(),
+                if e.entry.enabled {
+                    "enabled"
+                } else {
+                    "disabled"
+                }
+                .into(),
+                e.target.clone().unwrap_or_else(|| "-".into()),
+                e.entry.flags.to_string(),
+                match (e.managed, e.persisted) {
+                    (true, true) => "binfmtctl, persisted".into(),
+                    (true, false) => "binfmtctl".into(),
+                    (false, _) => "other".into(),
+                },
+                e.entry.interpreter.clone(),
+            ]
+        })
+        .collect();
+    output::table(
+        &["NAME", "STATE", "TARGET", "FLAGS", "OWNER", "INTERPRETER"],
+        &rows,
+    );
+    let mut notes = Vec::new();
+    for e in &st.entries {
+        if let Some(w) = &e.shadowed_by {
+            notes.push(format!(
+                "{} overlaps {}; {} was registered later and wins",
+                e.entry.name, w, w
+            ));
+        }
+    }
+    if !notes.is_empty() {
+        println!();
+        for n in notes {
+            println!("note: {n}");
+        }
+    }
+    Ok(Exit::Success)
+}
+
+fn uninstall(fs: &BinfmtFs, a: &UninstallArgs) -> Result<Exit> {
+    let targets = if is_all(&a.targets) {
+        Table::get().targets().iter().collect()
+    } else {
+        resolve_targets(&a.targets)?
+    };
+    let opts = UninstallOptions {
+        force: a.force,
+        all: is_all(&a.targets),
+        persist_dir: Some(a.persist_dir.clone()),
+        state_dir: owner::state_dir(),
+    };
+    let mut report = manage::uninstall(fs, &targets, &opts)?;
+    if opts.all {
+        // For `all`, list only targets where something happened.
+        report.targets.retain(|t| {
+            t.action.is_some()
+                || t.error.is_some()
+                || !t.warnings.is_empty()
+                || t.persisted.is_some()
+        });
+    }
+    print_report(&report, a.json, false, "removed");
+    Ok(if report.ok() {
+        Exit::Success
+    } else {
+        Exit::Failure
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn all_skips_the_host_family() {
+        let t = resolve_targets(&["all".into()]).unwrap();
+        let host = Table::get().host().unwrap();
+        assert!(t.iter().all(|x| x.family != host.family));
+        assert!(
+            t.iter()
+                .any(|x| x.name == "aarch64" || host.name == "aarch64")
+        );
+    }
+
+    #[test]
+    fn target_lists_and_usage_errors() {
+        let t = resolve_targets(&["arm64,armhf".into(), "aarch64".into()]).unwrap();
+        assert_eq!(
+            t.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
+            ["aarch64", "arm"]
+        );
+        let e = resolve_targets(&["nope".into()]).unwrap_err();
+        assert!(e.downcast_ref::<UsageError>().is_some());
+    }
+}

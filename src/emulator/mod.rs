@@ -1,0 +1,89 @@
+//! Static QEMU user-mode emulators: finding installed ones (`locate`), and checking that a file
+//! is a static emulator for this host (`check`).
+
+pub mod locate;
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::arch::{Table, Target};
+
+/// Errors about an emulator file.
+#[derive(Debug, thiserror::Error)]
+pub enum EmulatorError {
+    /// The file is not usable as an F-flag emulator.
+    #[error("`{path}` cannot serve as the {target} emulator: {reason}")]
+    Unusable {
+        /// The file.
+        path: PathBuf,
+        /// The target it was meant for.
+        target: String,
+        /// Why.
+        reason: String,
+    },
+    /// No usable emulator was found.
+    #[error("no static emulator for {target} found{tried}; {hint}")]
+    NotFound {
+        /// The target.
+        target: String,
+        /// What was looked at and why each was refused (begins with a separator, may be empty).
+        tried: String,
+        /// What to do.
+        hint: String,
+    },
+}
+
+/// Where an emulator came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    /// A directory given with `--emulator-dir`.
+    Dir,
+    /// Installed on the system (`/usr/bin`, `/usr/libexec/qemu-binfmt`).
+    System,
+    /// binfmtctl's cache of fetched emulators.
+    Cache,
+    /// Fetched from the Debian archive just now.
+    Debian,
+}
+
+/// A usable emulator.
+#[derive(Debug, Clone, Serialize)]
+pub struct Emulator {
+    /// The QEMU target it emulates.
+    pub target: String,
+    /// Its path, symlinks resolved (what the handler registers).
+    pub path: PathBuf,
+    /// Where it came from.
+    pub origin: Origin,
+}
+
+/// Checks that `path` is a static ELF program for this host (the F flag keeps the file open for
+/// every container; a dynamic one would need the host's libraries inside each of them).
+pub fn check(path: &Path, target: &Target) -> Result<(), EmulatorError> {
+    let unusable = |reason: String| EmulatorError::Unusable {
+        path: path.to_path_buf(),
+        target: target.name.clone(),
+        reason,
+    };
+    let info = crate::elf::inspect(path).map_err(|e| unusable(e.to_string()))?;
+    let host = Table::get()
+        .host()
+        .ok_or_else(|| unusable("this host's architecture is not in the arch table".into()))?;
+    if info.target.as_deref() != Some(host.name.as_str()) {
+        return Err(unusable(format!(
+            "it is a program for {}, but this host is {}",
+            info.target.as_deref().unwrap_or(&info.machine_name),
+            host.name
+        )));
+    }
+    if !info.is_static {
+        return Err(unusable(format!(
+            "it is dynamically linked (interpreter {}); with the F flag it must run inside containers that lack the host's libraries, so a static build is needed (Debian: qemu-user-static, or `binfmtctl fetch {}`)",
+            info.interpreter.as_deref().unwrap_or("?"),
+            target.name
+        )));
+    }
+    Ok(())
+}

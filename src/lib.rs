@@ -1,0 +1,19 @@
+//! emukit: build and run container images for CPU architectures you do not have.
+//!
+//! Two pipelines share this library:
+//! - `binfmtctl`: ELF ident ([`elf`]) -> arch table ([`arch`]) -> emulator ([`emulator`]) ->
+//!   binfmt_misc handler ([`binfmt`]): encode, register, verify, remove.
+//! - `emubuild`: image source -> rootfs unpack -> sandbox run -> snapshot -> OCI image and index.
+//!
+//! The binaries in `src/bin/` only call [`cli`].
+
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod arch;
+pub mod binfmt;
+pub mod cli;
+pub mod elf;
+pub mod emulator;
+pub mod platform;
+pub mod util;
