@@ -353,17 +353,20 @@ def xtensaeb(target, start):
 # Targets
 # ---------------------------------------------------------------------------------------
 
-EF_LOONGARCH_ABI_DOUBLE_FLOAT = 0x3     # lp64d
-EF_LOONGARCH_OBJABI_V1 = 0x40
+EF_LOONGARCH_ABI_DOUBLE_FLOAT = 0x3     # lp64d, what Debian's loongarch64 toolchain emits;
+EF_LOONGARCH_OBJABI_V1 = 0x40           # qemu-loongarch64 7.2 itself ignores e_flags
 EF_HEXAGON_MACH_V67 = 0x67              # qemu-hexagon 7.2 runs only e_flags 0x4, 0x5, 0x60,
                                         # 0x61, 0x62, 0x65, 0x66, 0x67 (as its "v67" CPU);
                                         # 0, 0x68, 0x73 ...: "unable to find CPU model"
 EM_LOONGARCH = 258                      # 0x102
 EM_QDSP6 = 164                          # 0xa4, Hexagon
-EM_MICROBLAZE_OLD = 0xBAAB              # what Debian's qemu-microblaze magic matches
+EM_MICROBLAZE_OLD = 0xBAAB              # what Debian's qemu-microblaze magic matches (QEMU
+                                        # itself also runs EM_MICROBLAZE = 189 = 0xbd)
 EM_XTENSA = 94                          # 0x5e
 
 # target: (ELF class, data, e_machine, e_flags, load address, body builder)
+# Load addresses: 0x120000000 is GNU ld's default for loongarch64; 0x400000 for the 32-bit
+# ones (above mmap_min_addr, 64 KiB aligned, so fine for 4K/16K/64K target pages).
 TARGETS = {
     "loongarch64": (ELFCLASS64, ELFDATA2LSB, EM_LOONGARCH,
                     EF_LOONGARCH_OBJABI_V1 | EF_LOONGARCH_ABI_DOUBLE_FLOAT,
@@ -377,7 +380,31 @@ TARGETS = {
 }
 
 
+def check_encoders():
+    """Encodings cross-checked with independent tools when this script was written, kept
+    as a guard against editing mistakes: the LoongArch opcode table of GNU binutils
+    (opcodes/loongarch-opc.c), llvm-mc 14 -arch=hexagon -show-encoding, the MicroBlaze
+    opcode table of GNU binutils (opcodes/microblaze-opc.h), xtensa-lx106-elf-as (the
+    little-endian forms), and QEMU's own disassembler (qemu-<target>-static -d in_asm)."""
+    assert la_ori(LA_A7, LA_ZERO, 93) == 0x0381740B
+    assert la_pcaddi(9, 187) == 0x18001769
+    assert la_syscall(0) == 0x002B0000
+    assert hex_tfrsi(3, -2) == 0x78DFFFC3
+    assert hex_addipc(2, 63) == 0x6A49DF82
+    assert hex_trap0(0x21) == 0x5400C404
+    assert mb_imm(0x40) == 0xB0000040
+    assert mb_addik(12, 0, 4) == 0x31800004
+    assert mb_brki(14, 0x8) == 0xB9CC0008
+    assert xt_movi(False, 2, 118) == bytes.fromhex("22a076")
+    assert xt_l32r(False, 3, 0x40000A, 0x400000) == bytes.fromhex("31fdff")
+    assert xt_syscall(False) == bytes.fromhex("005000")
+    assert xt_movi(True, 2, 118) == bytes.fromhex("220a76")
+    assert xt_l32r(True, 3, 0x40000A, 0x400000) == bytes.fromhex("13fffd")
+    assert xt_syscall(True) == bytes.fromhex("000500")
+
+
 def build(target):
+    check_encoders()
     elfclass, data, machine, flags, base, body_fn = TARGETS[target]
     start = base + headers_size(elfclass)   # vaddr of the first byte after the headers
     body, entry = body_fn(target, start)

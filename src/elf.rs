@@ -135,6 +135,74 @@ pub fn inspect(path: &Path) -> Result<ElfInfo, ElfError> {
     inspect_bytes(path, &bytes)
 }
 
+/// What the emulator check needs, read from the headers only (a few KiB, not the whole file).
+#[derive(Debug, Clone)]
+pub struct Headers {
+    /// The QEMU target whose magic matches.
+    pub target: Option<String>,
+    /// `e_machine`.
+    pub machine: u16,
+    /// The program interpreter, when there is one.
+    pub interpreter: Option<String>,
+}
+
+/// Reads the ELF header and program headers of a file (and the PT_INTERP string) without
+/// reading the rest: enough to tell a static emulator for this host from anything else.
+pub fn read_headers(path: &Path) -> Result<Headers, ElfError> {
+    use goblin::container::{Container, Ctx};
+    use goblin::elf::program_header::ProgramHeader;
+    use std::io::{Seek, SeekFrom};
+    use std::os::unix::fs::FileExt;
+
+    let read = |source| ElfError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let malformed = |reason: String| ElfError::Malformed {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let mut f = File::open(path).map_err(read)?;
+    let header = read_header(path).map_err(read)?;
+    if !is_elf(&header) {
+        return Err(ElfError::NotElf {
+            path: path.to_path_buf(),
+        });
+    }
+    let h = Elf::parse_header(&header).map_err(|e| malformed(e.to_string()))?;
+    let container = if h.e_ident[4] == 2 {
+        Container::Big
+    } else {
+        Container::Little
+    };
+    let endian = goblin::container::Endian::from(h.e_ident[5] == 1);
+    let ctx = Ctx::new(container, endian);
+    let ph_len = usize::from(h.e_phnum) * usize::from(h.e_phentsize);
+    if ph_len > 1 << 20 {
+        return Err(malformed("too many program headers".into()));
+    }
+    let mut ph_bytes = vec![0u8; ph_len];
+    f.seek(SeekFrom::Start(h.e_phoff)).map_err(read)?;
+    f.read_exact(&mut ph_bytes).map_err(read)?;
+    let phs = ProgramHeader::parse(&ph_bytes, 0, usize::from(h.e_phnum), ctx)
+        .map_err(|e| malformed(e.to_string()))?;
+    let interpreter = match phs.iter().find(|ph| ph.p_type == PT_INTERP) {
+        Some(ph) => {
+            let len = usize::try_from(ph.p_filesz).unwrap_or(0).min(4096);
+            let mut buf = vec![0u8; len];
+            f.read_exact_at(&mut buf, ph.p_offset).map_err(read)?;
+            let s = String::from_utf8_lossy(&buf);
+            Some(s.trim_end_matches('\0').to_string())
+        }
+        None => None,
+    };
+    Ok(Headers {
+        target: Table::get().for_header(&header).map(|t| t.name.clone()),
+        machine: h.e_machine,
+        interpreter,
+    })
+}
+
 /// Inspects ELF bytes already in memory.
 pub fn inspect_bytes(path: &Path, bytes: &[u8]) -> Result<ElfInfo, ElfError> {
     if !is_elf(bytes) {
@@ -292,6 +360,21 @@ mod tests {
         let host = Table::get().host().unwrap();
         assert_eq!(info.target.as_deref(), Some(host.name.as_str()));
         assert_eq!(info.machine, host.elf.machine);
+    }
+
+    #[test]
+    fn headers_agree_with_full_inspection() {
+        for p in ["/bin/ls", "/usr/bin/qemu-aarch64-static"] {
+            let p = Path::new(p);
+            if !p.exists() {
+                continue;
+            }
+            let full = inspect(p).unwrap();
+            let quick = read_headers(p).unwrap();
+            assert_eq!(quick.target, full.target);
+            assert_eq!(quick.machine, full.machine);
+            assert_eq!(quick.interpreter, full.interpreter);
+        }
     }
 
     #[test]

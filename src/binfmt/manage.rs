@@ -137,6 +137,11 @@ pub fn install(
         }
         reports.push(r);
     }
+    if opts.verify && !opts.dry_run {
+        let to_verify: Vec<&mut TargetReport> =
+            reports.iter_mut().filter(|r| r.error.is_none()).collect();
+        run_probes(to_verify);
+    }
     Ok(Report {
         root: fs.root().to_path_buf(),
         mounted_now,
@@ -221,10 +226,20 @@ fn install_one(
             }
         }
     }
-    if opts.verify {
-        r.verify = Some(probe::run(&target.name));
-    }
     Ok(())
+}
+
+/// Runs the probes of several targets at once (each is a short-lived emulator process).
+fn run_probes(reports: Vec<&mut TargetReport>) {
+    const PARALLEL: usize = 8;
+    let mut reports = reports;
+    for chunk in reports.chunks_mut(PARALLEL) {
+        std::thread::scope(|s| {
+            for r in chunk.iter_mut() {
+                s.spawn(move || r.verify = Some(probe::run(&r.target)));
+            }
+        });
+    }
 }
 
 /// Options of `uninstall`.
@@ -319,7 +334,13 @@ pub fn verify(fs: &BinfmtFs, targets: &[&Target]) -> Result<Vec<ProbeResult>, Fs
     } else {
         targets.to_vec()
     };
-    Ok(chosen.iter().map(|t| probe::run(&t.name)).collect())
+    let mut results: Vec<Option<ProbeResult>> = vec![None; chosen.len()];
+    std::thread::scope(|s| {
+        for (slot, t) in results.iter_mut().zip(&chosen) {
+            s.spawn(move || *slot = Some(probe::run(&t.name)));
+        }
+    });
+    Ok(results.into_iter().flatten().collect())
 }
 
 /// One entry as `status` shows it.

@@ -67,21 +67,21 @@ pub fn check(path: &Path, target: &Target) -> Result<(), EmulatorError> {
         target: target.name.clone(),
         reason,
     };
-    let info = crate::elf::inspect(path).map_err(|e| unusable(e.to_string()))?;
+    let info = crate::elf::read_headers(path).map_err(|e| unusable(e.to_string()))?;
     let host = Table::get()
         .host()
         .ok_or_else(|| unusable("this host's architecture is not in the arch table".into()))?;
     if info.target.as_deref() != Some(host.name.as_str()) {
+        let machine = goblin::elf::header::machine_to_str(info.machine);
         return Err(unusable(format!(
             "it is a program for {}, but this host is {}",
-            info.target.as_deref().unwrap_or(&info.machine_name),
+            info.target.as_deref().unwrap_or(machine),
             host.name
         )));
     }
-    if !info.is_static {
+    if let Some(interp) = &info.interpreter {
         return Err(unusable(format!(
-            "it is dynamically linked (interpreter {}); with the F flag it must run inside containers that lack the host's libraries, so a static build is needed (Debian: qemu-user-static, or `binfmtctl fetch {}`)",
-            info.interpreter.as_deref().unwrap_or("?"),
+            "it is dynamically linked (interpreter {interp}); with the F flag it must run inside containers that lack the host's libraries, so a static build is needed (Debian: qemu-user-static, or `binfmtctl fetch {}`)",
             target.name
         )));
     }
