@@ -1,6 +1,6 @@
 //! `emubuild`: the emulated build sandbox (its commands arrive with the next issues).
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 use super::Exit;
 
@@ -13,5 +13,6 @@ pub struct Cli {}
 /// Entry point of the `emubuild` binary.
 pub fn main() -> std::process::ExitCode {
     let _cli = Cli::parse();
+    let _ = Cli::command().print_help();
     Exit::Success.into()
 }
