@@ -13,6 +13,7 @@
 pub mod arch;
 pub mod binfmt;
 pub mod cli;
+pub mod digest;
 pub mod elf;
 pub mod emulator;
 pub mod platform;

@@ -12,7 +12,11 @@ use crate::arch::{Table, Target};
 use crate::binfmt::manage::{self, Action, InstallOptions, Report, UninstallOptions};
 use crate::binfmt::probe::{Outcome, ProbeResult};
 use crate::binfmt::{BinfmtFs, Flags, fs::DEFAULT_ROOT, owner, persist};
-use crate::emulator::{self, Emulator};
+use crate::emulator::Emulator;
+use crate::emulator::cache::Cache;
+use crate::emulator::release;
+use crate::emulator::resolve::{Resolver, Source, copy_to};
+use crate::emulator::suites::Suites;
 
 const PROG: &str = "binfmtctl";
 
@@ -43,6 +47,71 @@ pub enum Command {
     Status(StatusArgs),
     /// Remove handlers binfmtctl registered (never anyone else's).
     Uninstall(UninstallArgs),
+    /// Download static emulators from the Debian archive, verified end to end, into the cache.
+    Fetch(FetchArgs),
+}
+
+/// Where emulators come from when they must be fetched (shared by `install` and `fetch`).
+#[derive(Debug, Args)]
+pub struct ArchiveArgs {
+    /// Debian suite: trixie (default, QEMU 10), bookworm-backports, bookworm (QEMU 7.2).
+    #[arg(long, env = "BINFMTCTL_SUITE", value_name = "SUITE")]
+    pub suite: Option<String>,
+    /// Debian mirror base URL, e.g. http://<debian-mirror>/debian (default: $BINFMTCTL_MIRROR,
+    /// else the Debian mirror in the apt sources).
+    #[arg(long, value_name = "URL")]
+    pub mirror: Option<String>,
+    /// Keyring that must have signed the archive's InRelease.
+    #[arg(long, env = "BINFMTCTL_KEYRING", value_name = "FILE", default_value = release::DEFAULT_KEYRING)]
+    pub keyring: PathBuf,
+    /// Emulator cache (default: /var/cache/binfmtctl as root, else $XDG_CACHE_HOME/binfmtctl).
+    #[arg(long, env = "BINFMTCTL_CACHE_DIR", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Where apt's sources are read from when no mirror is given.
+    #[arg(long, value_name = "DIR", default_value = "/etc/apt", hide = true)]
+    pub apt_dir: PathBuf,
+    /// No progress bar.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+impl ArchiveArgs {
+    fn cache(&self) -> Cache {
+        Cache::new(self.cache_dir.clone().unwrap_or_else(Cache::default_dir))
+    }
+
+    fn resolver(&self, source: Source, dirs: Vec<PathBuf>) -> Result<Resolver<'static>> {
+        let suite = Suites::get()
+            .resolve(self.suite.as_deref())
+            .map_err(UsageError)?;
+        Ok(Resolver {
+            source,
+            dirs,
+            suite,
+            mirror: self.mirror.clone(),
+            apt_dir: self.apt_dir.clone(),
+            keyring: self.keyring.clone(),
+            cache: self.cache(),
+            quiet: self.quiet,
+        })
+    }
+}
+
+/// `fetch` arguments.
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    /// QEMU targets or aliases, or `all`.
+    #[arg(required = true, value_name = "TARGET")]
+    pub targets: Vec<String>,
+    /// Also copy the emulators into this directory as `qemu-<target>`.
+    #[arg(long, value_name = "DIR")]
+    pub dest: Option<PathBuf>,
+    #[allow(missing_docs)]
+    #[command(flatten)]
+    pub archive: ArchiveArgs,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `inspect` arguments.
@@ -69,6 +138,13 @@ pub struct InstallArgs {
         env = "BINFMTCTL_EMULATOR_DIR"
     )]
     pub emulator_dirs: Vec<PathBuf>,
+    /// Where emulators come from: installed ones, else the cache, else the Debian archive
+    /// (auto); installed only (system); the Debian archive through the cache (debian).
+    #[arg(long, value_enum, default_value = "auto", env = "BINFMTCTL_SOURCE")]
+    pub source: Source,
+    #[allow(missing_docs)]
+    #[command(flatten)]
+    pub archive: ArchiveArgs,
     /// Add the P flag: pass the program's own argv[0] to the emulator.
     #[arg(long)]
     pub preserve_argv0: bool,
@@ -150,6 +226,7 @@ pub fn run(cli: Cli) -> Result<Exit> {
         Command::Verify(a) => verify(&fs, &a),
         Command::Status(a) => status(&fs, &a),
         Command::Uninstall(a) => uninstall(&fs, &a),
+        Command::Fetch(a) => fetch(&a),
     }
 }
 
@@ -301,9 +378,16 @@ fn install(fs: &BinfmtFs, a: &InstallArgs) -> Result<Exit> {
         verify: true,
         state_dir: owner::state_dir(),
     };
-    let dirs = a.emulator_dirs.clone();
+    let resolver = a.archive.resolver(a.source, a.emulator_dirs.clone())?;
+    let (emulators, warnings) = resolver.resolve(&targets);
+    for w in warnings {
+        warn(PROG, &w);
+    }
     let find = move |t: &Target| -> std::result::Result<Emulator, String> {
-        emulator::locate::locate(t, &dirs, true).map_err(|e| e.to_string())
+        emulators
+            .get(&t.name)
+            .cloned()
+            .unwrap_or_else(|| Err(format!("no emulator was resolved for {}", t.name)))
     };
     let report = manage::install(fs, &targets, &opts, &find)?;
     if report.mounted_now {
@@ -530,6 +614,93 @@ fn uninstall(fs: &BinfmtFs, a: &UninstallArgs) -> Result<Exit> {
     } else {
         Exit::Failure
     })
+}
+
+#[derive(Serialize)]
+struct FetchOut {
+    target: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    emulator: Option<Emulator>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    record: Option<crate::emulator::cache::Record>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    copied_to: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+fn fetch(a: &FetchArgs) -> Result<Exit> {
+    let targets = resolve_targets(&a.targets)?;
+    let resolver = a.archive.resolver(Source::Debian, Vec::new())?;
+    let cache = resolver.cache.clone();
+    let (mut emulators, warnings) = resolver.resolve(&targets);
+    for w in warnings {
+        warn(PROG, &w);
+    }
+    let mut outs = Vec::new();
+    for t in &targets {
+        let r = emulators
+            .remove(&t.name)
+            .unwrap_or_else(|| Err(format!("{} was not resolved", t.name)));
+        let mut out = FetchOut {
+            target: t.name.clone(),
+            emulator: None,
+            record: None,
+            copied_to: None,
+            error: None,
+        };
+        match r {
+            Ok(e) => {
+                out.record = cache.record(&resolver.suite.name, &t.name);
+                if let Some(dir) = &a.dest {
+                    match copy_to(&e, dir) {
+                        Ok(p) => out.copied_to = Some(p),
+                        Err(err) => {
+                            out.error = Some(format!("cannot copy to `{}`: {err}", dir.display()))
+                        }
+                    }
+                }
+                out.emulator = Some(e);
+            }
+            Err(e) => out.error = Some(e),
+        }
+        if let Some(e) = &out.error {
+            output::error(PROG, &format!("{}: {e}", t.name));
+        }
+        outs.push(out);
+    }
+    if a.json {
+        output::json(&outs);
+    } else {
+        let rows: Vec<Vec<String>> = outs
+            .iter()
+            .map(|o| {
+                let (version, sha) = o.record.as_ref().map_or(("-".into(), "-".into()), |r| {
+                    (
+                        format!("{} {} ({})", r.package, r.version, r.suite),
+                        r.sha256[..16].to_string(),
+                    )
+                });
+                let origin = o.emulator.as_ref().map_or("FAILED".to_string(), |e| {
+                    if e.origin == crate::emulator::Origin::Cache {
+                        "cached"
+                    } else {
+                        "fetched"
+                    }
+                    .to_string()
+                });
+                let path = o
+                    .copied_to
+                    .as_ref()
+                    .or(o.emulator.as_ref().map(|e| &e.path))
+                    .map_or("-".into(), |p| p.display().to_string());
+                vec![o.target.clone(), origin, version, sha, path]
+            })
+            .collect();
+        output::table(&["TARGET", "RESULT", "PACKAGE", "SHA256", "PATH"], &rows);
+    }
+    let ok = outs.iter().all(|o| o.error.is_none());
+    Ok(if ok { Exit::Success } else { Exit::Failure })
 }
 
 #[cfg(test)]

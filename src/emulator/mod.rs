@@ -1,7 +1,16 @@
-//! Static QEMU user-mode emulators: finding installed ones (`locate`), and checking that a file
-//! is a static emulator for this host (`check`).
+//! Static QEMU user-mode emulators: finding installed ones (`locate`), fetching verified ones
+//! from the Debian archive (`mirror`, `suites`, `release`, `download`, `deb`, `debian`) into a
+//! cache (`cache`), and checking that a file is a static emulator for this host (`check`).
 
+pub mod cache;
+pub mod deb;
+pub mod debian;
+pub mod download;
 pub mod locate;
+pub mod mirror;
+pub mod release;
+pub mod resolve;
+pub mod suites;
 
 use std::path::{Path, PathBuf};
 
