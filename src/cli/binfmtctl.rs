@@ -189,6 +189,9 @@ pub struct StatusArgs {
     /// Where `install --persist` writes.
     #[arg(long, value_name = "DIR", env = "BINFMTCTL_PERSIST_DIR", default_value = persist::DEFAULT_DIR, hide_short_help = true)]
     pub persist_dir: PathBuf,
+    /// Emulator cache whose records to show.
+    #[arg(long, env = "BINFMTCTL_CACHE_DIR", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
 }
 
 /// `uninstall` arguments.
@@ -512,12 +515,34 @@ fn verify(fs: &BinfmtFs, a: &VerifyArgs) -> Result<Exit> {
     Ok(if ok { Exit::Success } else { Exit::Failure })
 }
 
+#[derive(Serialize)]
+struct StatusOut {
+    #[serde(flatten)]
+    status: manage::Status,
+    /// Emulators in the cache: suite, package version, SHA256.
+    cache: Vec<crate::emulator::cache::Record>,
+    cache_dir: PathBuf,
+}
+
 fn status(fs: &BinfmtFs, a: &StatusArgs) -> Result<Exit> {
     let st = manage::status(fs, &owner::state_dir(), &a.persist_dir)?;
+    let cache = Cache::new(a.cache_dir.clone().unwrap_or_else(Cache::default_dir));
+    let records = cache.records();
+    let cached_version = |interp: &str| {
+        records
+            .iter()
+            .find(|r| cache.emulator_path(&r.suite, &r.target).as_os_str() == interp)
+            .map(|r| format!("{} {} ({})", r.package, r.version, r.suite))
+    };
     if a.json {
-        output::json(&st);
+        output::json(&StatusOut {
+            status: st,
+            cache: records.clone(),
+            cache_dir: cache.dir().to_path_buf(),
+        });
         return Ok(Exit::Success);
     }
+    print_cache(&cache, &records);
     if !st.mounted {
         println!("binfmt_misc: not mounted at {}", st.root.display());
         println!("  `binfmtctl install TARGET` mounts it and registers handlers");
@@ -568,6 +593,19 @@ fn status(fs: &BinfmtFs, a: &StatusArgs) -> Result<Exit> {
         &["NAME", "STATE", "TARGET", "FLAGS", "OWNER", "INTERPRETER"],
         &rows,
     );
+    let from_cache: Vec<String> = st
+        .entries
+        .iter()
+        .filter_map(|e| {
+            cached_version(&e.entry.interpreter).map(|v| format!("{} runs {v}", e.entry.name))
+        })
+        .collect();
+    if !from_cache.is_empty() {
+        println!();
+        for l in from_cache {
+            println!("{l}");
+        }
+    }
     let mut notes = Vec::new();
     for e in &st.entries {
         if let Some(w) = &e.shadowed_by {
@@ -614,6 +652,26 @@ fn uninstall(fs: &BinfmtFs, a: &UninstallArgs) -> Result<Exit> {
     } else {
         Exit::Failure
     })
+}
+
+fn print_cache(cache: &Cache, records: &[crate::emulator::cache::Record]) {
+    if records.is_empty() {
+        return;
+    }
+    println!("emulator cache: {}", cache.dir().display());
+    let rows: Vec<Vec<String>> = records
+        .iter()
+        .map(|r| {
+            vec![
+                r.target.clone(),
+                r.suite.clone(),
+                format!("{} {}", r.package, r.version),
+                r.sha256.clone(),
+            ]
+        })
+        .collect();
+    output::table(&["TARGET", "SUITE", "PACKAGE", "SHA256"], &rows);
+    println!();
 }
 
 #[derive(Serialize)]

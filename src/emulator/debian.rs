@@ -123,20 +123,23 @@ pub struct FetchReport {
     pub warnings: Vec<String>,
 }
 
-/// Only cache hits, no network: used when the mirror is unreachable or not wanted.
-pub fn cached(targets: &[&Target], suite: &Suite, cache: &Cache) -> Vec<(String, Option<Fetched>)> {
+/// Only cache hits, no network. Err(reason) when a cached file no longer matches its record.
+pub fn cached(
+    targets: &[&Target],
+    suite: &Suite,
+    cache: &Cache,
+) -> Vec<(String, Result<Option<Fetched>, String>)> {
     targets
         .iter()
         .map(|t| {
-            let hit = cache.lookup(&suite.name, &t.name).ok().flatten();
-            (
-                t.name.clone(),
-                hit.map(|(emulator, record)| Fetched {
+            let hit = cache.lookup(&suite.name, &t.name).map(|h| {
+                h.map(|(emulator, record)| Fetched {
                     emulator,
                     record,
                     from_cache: true,
-                }),
-            )
+                })
+            });
+            (t.name.clone(), hit)
         })
         .collect()
 }

@@ -87,10 +87,14 @@ impl Resolver<'_> {
                 .zip(debian::cached(&pending, self.suite, &self.cache))
         {
             match hit {
-                Some(f) => {
+                Ok(Some(f)) => {
                     out.insert(name, Ok(f.emulator));
                 }
-                None => misses.push(*t),
+                Ok(None) => misses.push(*t),
+                Err(why) => {
+                    warnings.push(format!("{why}; fetching it again"));
+                    misses.push(*t);
+                }
             }
         }
         if misses.is_empty() {
@@ -113,7 +117,11 @@ impl Resolver<'_> {
         };
         match debian::fetch(&misses, self.suite, &opts) {
             Ok(report) => {
-                warnings.extend(report.warnings);
+                for w in report.warnings {
+                    if !warnings.contains(&w) {
+                        warnings.push(w);
+                    }
+                }
                 for (name, r) in report.results {
                     out.insert(name, r.map(|f| f.emulator));
                 }

@@ -6,4 +6,5 @@
 
 mod arch_table;
 mod binfmtctl;
+mod fetch;
 mod util;

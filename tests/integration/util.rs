@@ -214,3 +214,146 @@ impl Drop for HostBinfmt {
         }
     }
 }
+
+/// A tiny HTTP/1.1 file server on 127.0.0.1 for mirror tests. Serves `root`; `tamper` flips one
+/// byte of one file (path relative to root, byte offset) as it is sent. Stops on drop.
+pub struct MirrorServer {
+    pub url: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    addr: std::net::SocketAddr,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl MirrorServer {
+    pub fn start(root: &Path, tamper: Option<(&str, u64)>) -> MirrorServer {
+        use std::io::{BufRead, BufReader, Read, Write};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let root = root.to_path_buf();
+        let tamper = tamper.map(|(p, o)| (p.to_string(), o));
+        let handle = std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stop2.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(mut conn) = conn else { continue };
+                let root = root.clone();
+                let tamper = tamper.clone();
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(conn.try_clone().unwrap());
+                    let mut request = String::new();
+                    if reader.read_line(&mut request).is_err() {
+                        return;
+                    }
+                    loop {
+                        let mut h = String::new();
+                        if reader.read_line(&mut h).is_err() || h == "\r\n" || h.is_empty() {
+                            break;
+                        }
+                    }
+                    let path = request
+                        .split_whitespace()
+                        .nth(1)
+                        .unwrap_or("/")
+                        .trim_start_matches('/')
+                        .to_string();
+                    let file = root.join(&path);
+                    let Ok(mut f) = std::fs::File::open(&file) else {
+                        let _ = conn.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                        return;
+                    };
+                    let len = f.metadata().unwrap().len();
+                    let _ = write!(
+                        conn,
+                        "HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"
+                    );
+                    let mut sent = 0u64;
+                    let mut buf = vec![0u8; 1 << 16];
+                    loop {
+                        let n = match f.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        if let Some((tp, off)) = &tamper
+                            && *tp == path
+                            && *off >= sent
+                            && *off < sent + n as u64
+                        {
+                            buf[(*off - sent) as usize] ^= 0x01;
+                        }
+                        if conn.write_all(&buf[..n]).is_err() {
+                            return;
+                        }
+                        sent += n as u64;
+                    }
+                });
+            }
+        });
+        MirrorServer {
+            url: format!("http://{addr}/debian"),
+            stop,
+            addr,
+            handle: Some(handle),
+        }
+    }
+}
+
+impl Drop for MirrorServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = std::net::TcpStream::connect(self.addr);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// A copy of the real archive's files for one suite, for a local mirror:
+/// `<fixtures>/mirror/debian/dists/<suite>/InRelease`, its amd64 Packages.xz, and the emulator
+/// package's `.deb`. Downloaded once from the system's Debian mirror; None when unreachable.
+pub fn mirror_fixture(suite: &str) -> Option<(PathBuf, String, String)> {
+    use emukit::emulator::download::Downloader;
+    let root = fixtures().join("mirror");
+    let base = root.join("debian");
+    let suite_cfg = emukit::emulator::suites::Suites::get().find(suite)?;
+    let dists = base.join("dists").join(suite);
+    let index_rel = "main/binary-amd64/Packages.xz";
+    let real = emukit::emulator::mirror::from_apt_sources(Path::new("/etc/apt"))
+        .or_else(|| std::env::var("BINFMTCTL_MIRROR").ok())?;
+    let dl = Downloader::new(true);
+    if !dists.join(index_rel).exists() {
+        std::fs::create_dir_all(dists.join("main/binary-amd64")).ok()?;
+        let inrelease = dl
+            .get_bytes(&format!("{real}/dists/{suite}/InRelease"), 1 << 24)
+            .ok()?;
+        let packages = dl
+            .get_bytes(&format!("{real}/dists/{suite}/{index_rel}"), 1 << 28)
+            .ok()?;
+        std::fs::write(dists.join("InRelease"), inrelease).ok()?;
+        std::fs::write(dists.join(index_rel), packages).ok()?;
+    }
+    let compressed = std::fs::read(dists.join(index_rel)).ok()?;
+    let mut index = String::new();
+    std::io::Read::read_to_string(
+        &mut liblzma::read::XzDecoder::new(&compressed[..]),
+        &mut index,
+    )
+    .ok()?;
+    let pkg = emukit::emulator::release::find_package(&index, &suite_cfg.package)?;
+    let deb = base.join(&pkg.filename);
+    if !deb.exists() {
+        std::fs::create_dir_all(deb.parent()?).ok()?;
+        let bytes = dl
+            .get_bytes(&format!("{real}/{}", pkg.filename), pkg.size + 1)
+            .ok()?;
+        std::fs::write(&deb, bytes).ok()?;
+    }
+    Some((
+        root,
+        format!("debian/{}", pkg.filename),
+        format!("debian/dists/{suite}/{index_rel}"),
+    ))
+}
