@@ -17,4 +17,5 @@ pub mod digest;
 pub mod elf;
 pub mod emulator;
 pub mod platform;
+pub mod rootfs;
 pub mod util;

@@ -1,0 +1,5 @@
+//! Root file systems: safe path resolution inside a root (`within`) and layer unpacking into
+//! overlayfs lower directories (`unpack`).
+
+pub mod unpack;
+pub mod within;
