@@ -16,6 +16,8 @@ pub mod cli;
 pub mod digest;
 pub mod elf;
 pub mod emulator;
+pub mod oci;
 pub mod platform;
 pub mod rootfs;
+pub mod store;
 pub mod util;

@@ -1,0 +1,5 @@
+//! OCI image formats: layouts on disk and archives (`layout`), and the documents in them with
+//! platform selection (`image`).
+
+pub mod image;
+pub mod layout;
