@@ -13,11 +13,13 @@
 pub mod arch;
 pub mod binfmt;
 pub mod cli;
+pub mod container;
 pub mod digest;
 pub mod elf;
 pub mod emulator;
 pub mod oci;
 pub mod platform;
 pub mod rootfs;
+pub mod sandbox;
 pub mod store;
 pub mod util;

@@ -60,7 +60,9 @@ pub enum StoreError {
         reason: String,
     },
     /// A working container does not exist.
-    #[error("no working container `{0}`; `emubuild ls` lists them, `emubuild from IMAGE` makes one")]
+    #[error(
+        "no working container `{0}`; `emubuild ls` lists them, `emubuild from IMAGE` makes one"
+    )]
     NoContainer(String),
     /// A state file is damaged.
     #[error("state file `{path}` is damaged: {reason}")]
@@ -158,7 +160,10 @@ impl Store {
 
     /// Is a layer unpacked and its blob stored?
     pub fn has_layer(&self, layer: &LayerRef) -> bool {
-        self.layer_dir(&layer.diff_id).map(|d| d.is_dir()).unwrap_or(false) && self.blobs().has_blob(&layer.digest)
+        self.layer_dir(&layer.diff_id)
+            .map(|d| d.is_dir())
+            .unwrap_or(false)
+            && self.blobs().has_blob(&layer.digest)
     }
 
     /// A staging directory inside the store (same file system as everything it is renamed to).
@@ -215,7 +220,8 @@ impl Store {
             reason,
         };
         let stats = {
-            let decoded = unpack::decompress(io::BufReader::new(&mut tee)).map_err(|e| corrupt(e.to_string()))?;
+            let decoded = unpack::decompress(io::BufReader::new(&mut tee))
+                .map_err(|e| corrupt(e.to_string()))?;
             let opts = UnpackOptions {
                 xattrs,
                 lowers: lowers.to_vec(),
@@ -243,7 +249,12 @@ impl Store {
     }
 
     /// Imports a root file system tarball (plain, gz, xz or zstd) as a single uncompressed layer.
-    pub fn import_rootfs_tar(&self, path: &Path, xattrs: XattrNamespace, rootless: bool) -> Result<(LayerRef, Vec<String>), StoreError> {
+    pub fn import_rootfs_tar(
+        &self,
+        path: &Path,
+        xattrs: XattrNamespace,
+        rootless: bool,
+    ) -> Result<(LayerRef, Vec<String>), StoreError> {
         let stage = self.staging()?;
         let blob_tmp = stage.path().join("blob");
         let dir_tmp = stage.path().join("layer");
@@ -251,17 +262,25 @@ impl Store {
         let f = File::open(path).map_err(io_err("open", path))?;
         let decoded = unpack::decompress(io::BufReader::new(f)).map_err(io_err("read", path))?;
         let out = io::BufWriter::new(File::create(&blob_tmp).map_err(io_err("create", &blob_tmp))?);
-        let mut tee = Tee { inner: decoded, out };
+        let mut tee = Tee {
+            inner: decoded,
+            out,
+        };
         let opts = UnpackOptions {
             xattrs,
             lowers: Vec::new(),
             rootless,
         };
-        let stats = unpack::unpack_layer(&mut tee, &dir_tmp, &opts).map_err(|source| StoreError::Unpack {
-            digest: path.display().to_string(),
-            source,
+        let stats = unpack::unpack_layer(&mut tee, &dir_tmp, &opts).map_err(|source| {
+            StoreError::Unpack {
+                digest: path.display().to_string(),
+                source,
+            }
         })?;
-        let file = tee.out.into_inner().map_err(|e| io_err("write", &blob_tmp)(e.into_error()))?;
+        let file = tee
+            .out
+            .into_inner()
+            .map_err(|e| io_err("write", &blob_tmp)(e.into_error()))?;
         file.sync_all().map_err(io_err("write", &blob_tmp))?;
         let diff_id = format!("sha256:{}", stats.diff_id);
         let layer = LayerRef {
@@ -278,7 +297,13 @@ impl Store {
     }
 
     /// Moves a verified blob and unpacked directory into place (blob first).
-    fn place(&self, blob_tmp: &Path, digest: &str, dir_tmp: &Path, diff_id: &str) -> Result<(), StoreError> {
+    fn place(
+        &self,
+        blob_tmp: &Path,
+        digest: &str,
+        dir_tmp: &Path,
+        diff_id: &str,
+    ) -> Result<(), StoreError> {
         let blob = self.blobs().blob_path(digest)?;
         if !blob.exists() {
             std::fs::rename(blob_tmp, &blob).map_err(io_err("store", &blob))?;
@@ -336,7 +361,9 @@ pub fn validate_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 128
         && !name.starts_with('.')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
     if ok {
         Ok(())
     } else {
@@ -502,14 +529,24 @@ mod tests {
         };
         let p = d.path().join("rootfs.tar.gz");
         std::fs::write(&p, gz).unwrap();
-        let (layer, _) = store.import_rootfs_tar(&p, XattrNamespace::Trusted, true).unwrap();
-        assert_eq!(layer.diff_id, format!("sha256:{}", crate::digest::sha256_hex(&tar_bytes)));
+        let (layer, _) = store
+            .import_rootfs_tar(&p, XattrNamespace::Trusted, true)
+            .unwrap();
+        assert_eq!(
+            layer.diff_id,
+            format!("sha256:{}", crate::digest::sha256_hex(&tar_bytes))
+        );
         assert!(store.has_layer(&layer));
         let dir = store.layer_dir(&layer.diff_id).unwrap();
         assert_eq!(std::fs::read(dir.join("hello")).unwrap(), b"hi");
         // The stored blob is the uncompressed tar.
-        assert_eq!(std::fs::read(store.blobs().blob_path(&layer.digest).unwrap()).unwrap(), tar_bytes);
-        let (again, _) = store.import_rootfs_tar(&p, XattrNamespace::Trusted, true).unwrap();
+        assert_eq!(
+            std::fs::read(store.blobs().blob_path(&layer.digest).unwrap()).unwrap(),
+            tar_bytes
+        );
+        let (again, _) = store
+            .import_rootfs_tar(&p, XattrNamespace::Trusted, true)
+            .unwrap();
         assert_eq!(again, layer);
     }
 }

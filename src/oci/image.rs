@@ -40,17 +40,29 @@ pub struct PlatformJson {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variant: Option<String>,
     /// OS version.
-    #[serde(rename = "os.version", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "os.version",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub os_version: Option<String>,
     /// OS features.
-    #[serde(rename = "os.features", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "os.features",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub os_features: Option<Vec<String>>,
 }
 
 impl PlatformJson {
     /// Normalised.
     pub fn platform(&self) -> Platform {
-        Platform::new(&self.os, &self.architecture, self.variant.as_deref().unwrap_or(""))
+        Platform::new(
+            &self.os,
+            &self.architecture,
+            self.variant.as_deref().unwrap_or(""),
+        )
     }
 
     /// From a normalised platform (variant only when it has one).
@@ -185,7 +197,8 @@ pub enum SelectError {
 }
 
 fn parse<T: for<'de> Deserialize<'de>>(v: serde_json::Value, what: &str) -> Result<T, SelectError> {
-    serde_json::from_value(v).map_err(|e| SelectError::Malformed(format!("{what} is malformed: {e}")))
+    serde_json::from_value(v)
+        .map_err(|e| SelectError::Malformed(format!("{what} is malformed: {e}")))
 }
 
 /// The platform a config declares.
@@ -197,13 +210,31 @@ pub fn config_platform(config: &serde_json::Value) -> Option<Platform> {
 }
 
 /// Chooses the image in `layout` for `wanted` (any platform when None), by `tag` when given.
-pub fn select(layout: &Layout, tag: Option<&str>, wanted: Option<&Platform>, source_ref: &str) -> Result<Selected, SelectError> {
+pub fn select(
+    layout: &Layout,
+    tag: Option<&str>,
+    wanted: Option<&Platform>,
+    source_ref: &str,
+) -> Result<Selected, SelectError> {
     let root: Index = parse(layout.index()?, "index.json")?;
-    let tags: Vec<String> = root.manifests.iter().filter_map(|d| d.ref_name().map(str::to_string)).collect();
-    let tags_s = if tags.is_empty() { "none".to_string() } else { tags.join(", ") };
+    let tags: Vec<String> = root
+        .manifests
+        .iter()
+        .filter_map(|d| d.ref_name().map(str::to_string))
+        .collect();
+    let tags_s = if tags.is_empty() {
+        "none".to_string()
+    } else {
+        tags.join(", ")
+    };
     let candidates: Vec<Descriptor> = match tag {
         Some(t) => {
-            let c: Vec<_> = root.manifests.iter().filter(|d| d.ref_name() == Some(t)).cloned().collect();
+            let c: Vec<_> = root
+                .manifests
+                .iter()
+                .filter(|d| d.ref_name() == Some(t))
+                .cloned()
+                .collect();
             if c.is_empty() {
                 return Err(SelectError::NoTag {
                     tag: t.to_string(),
@@ -232,7 +263,10 @@ pub fn select(layout: &Layout, tag: Option<&str>, wanted: Option<&Platform>, sou
         have: if seen.is_empty() {
             "no images".into()
         } else {
-            seen.iter().map(Platform::to_string).collect::<Vec<_>>().join(", ")
+            seen.iter()
+                .map(Platform::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
         },
     })
 }
@@ -246,7 +280,9 @@ fn walk(
     best: &mut Option<(u32, Selected)>,
 ) -> Result<(), SelectError> {
     if depth > 8 {
-        return Err(SelectError::Malformed("image indexes nest more than 8 deep".into()));
+        return Err(SelectError::Malformed(
+            "image indexes nest more than 8 deep".into(),
+        ));
     }
     // An entry whose platform cannot match is skipped without reading it.
     if let (Some(p), Some(w)) = (&d.platform, wanted)

@@ -15,7 +15,9 @@ pub const MAX_JSON: u64 = 16 << 20;
 #[derive(Debug, thiserror::Error)]
 pub enum LayoutError {
     /// Not a layout.
-    #[error("`{0}` is not an OCI image layout (no `oci-layout` file); create one with `emubuild commit oci:DIR:TAG` or `skopeo copy ... oci:DIR:TAG`")]
+    #[error(
+        "`{0}` is not an OCI image layout (no `oci-layout` file); create one with `emubuild commit oci:DIR:TAG` or `skopeo copy ... oci:DIR:TAG`"
+    )]
     NotALayout(PathBuf),
     /// A digest string is malformed or uses an unsupported algorithm.
     #[error("unsupported or malformed digest `{0}` (only sha256 is read)")]
@@ -29,7 +31,9 @@ pub enum LayoutError {
         dir: PathBuf,
     },
     /// A blob's content does not match its digest or size.
-    #[error("blob {digest} in `{dir}` is corrupt: its content hashes to sha256:{actual} ({size} bytes); refusing it")]
+    #[error(
+        "blob {digest} in `{dir}` is corrupt: its content hashes to sha256:{actual} ({size} bytes); refusing it"
+    )]
     Corrupt {
         /// The expected digest.
         digest: String,
@@ -66,7 +70,11 @@ pub fn sha256_hex(digest: &str) -> Result<&str, LayoutError> {
     let hex = digest
         .strip_prefix("sha256:")
         .ok_or_else(|| LayoutError::BadDigest(digest.to_string()))?;
-    if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+    if hex.len() == 64
+        && hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
         Ok(hex)
     } else {
         Err(LayoutError::BadDigest(digest.to_string()))
@@ -161,7 +169,11 @@ impl Layout {
     }
 
     /// Reads a JSON blob and parses it.
-    pub fn json_blob(&self, digest: &str, size: Option<u64>) -> Result<serde_json::Value, LayoutError> {
+    pub fn json_blob(
+        &self,
+        digest: &str,
+        size: Option<u64>,
+    ) -> Result<serde_json::Value, LayoutError> {
         let bytes = self.read_blob(digest, size)?;
         serde_json::from_slice(&bytes).map_err(|e| LayoutError::Json {
             what: digest.to_string(),
@@ -213,7 +225,10 @@ impl<R: Read> Read for VerifyingReader<R> {
         if self.inner.count() > self.size {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("blob {} is larger than its descriptor's {} bytes", self.digest, self.size),
+                format!(
+                    "blob {} is larger than its descriptor's {} bytes",
+                    self.digest, self.size
+                ),
             ));
         }
         Ok(n)
@@ -233,7 +248,10 @@ pub fn extract_archive(archive: &Path, dest: &Path) -> Result<Layout, LayoutErro
     std::fs::create_dir_all(dest.join("blobs/sha256")).map_err(io_err)?;
     for entry in tar.entries().map_err(io_err)? {
         let mut entry = entry.map_err(io_err)?;
-        if !matches!(entry.header().entry_type(), tar::EntryType::Regular | tar::EntryType::Continuous) {
+        if !matches!(
+            entry.header().entry_type(),
+            tar::EntryType::Regular | tar::EntryType::Continuous
+        ) {
             continue;
         }
         let path = entry.path().map_err(io_err)?.into_owned();
@@ -244,7 +262,9 @@ pub fn extract_archive(archive: &Path, dest: &Path) -> Result<Layout, LayoutErro
         let out = match rel_s.as_str() {
             "oci-layout" | "index.json" => dest.join(&rel_s),
             s => match s.strip_prefix("blobs/sha256/") {
-                Some(hex) if sha256_hex(&format!("sha256:{hex}")).is_ok() => dest.join("blobs/sha256").join(hex),
+                Some(hex) if sha256_hex(&format!("sha256:{hex}")).is_ok() => {
+                    dest.join("blobs/sha256").join(hex)
+                }
                 _ => continue,
             },
         };
@@ -270,12 +290,19 @@ mod tests {
     #[test]
     fn corrupt_blobs_are_refused() {
         let d = tempfile::tempdir().unwrap();
-        std::fs::write(d.path().join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+        std::fs::write(
+            d.path().join("oci-layout"),
+            r#"{"imageLayoutVersion":"1.0.0"}"#,
+        )
+        .unwrap();
         std::fs::create_dir_all(d.path().join("blobs/sha256")).unwrap();
         let good = crate::digest::sha256_hex(b"{}");
         std::fs::write(d.path().join("blobs/sha256").join(&good), b"{}").unwrap();
         let l = Layout::open(d.path()).unwrap();
-        assert_eq!(l.read_blob(&format!("sha256:{good}"), Some(2)).unwrap(), b"{}");
+        assert_eq!(
+            l.read_blob(&format!("sha256:{good}"), Some(2)).unwrap(),
+            b"{}"
+        );
         assert!(l.read_blob(&format!("sha256:{good}"), Some(3)).is_err());
         std::fs::write(d.path().join("blobs/sha256").join(&good), b"{ }").unwrap();
         assert!(matches!(

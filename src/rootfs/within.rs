@@ -55,6 +55,16 @@ const MAX_SYMLINKS: usize = 40;
 /// target restarts at the root, `..` stops at it), including links whose target does not
 /// exist yet: the missing directories are created where the link points, inside the root.
 pub fn ensure_dir(root: &impl AsFd, rel: &Path) -> io::Result<OwnedFd> {
+    ensure_dir_recording(root, rel, &mut Vec::new())
+}
+
+/// [`ensure_dir`], adding each directory it creates (relative to the root, parents first) to
+/// `created`.
+pub fn ensure_dir_recording(
+    root: &impl AsFd,
+    rel: &Path,
+    created: &mut Vec<PathBuf>,
+) -> io::Result<OwnedFd> {
     let open_dir = |dir: &OwnedFd, name: &OsStr| {
         nix::fcntl::openat(
             dir,
@@ -68,6 +78,7 @@ pub fn ensure_dir(root: &impl AsFd, rel: &Path) -> io::Result<OwnedFd> {
     // The directories from the root to the current one (for `..`), and what is left to walk.
     let mut stack: Vec<OwnedFd> = Vec::new();
     let mut cur = root_fd.try_clone()?;
+    let mut cur_path = PathBuf::new();
     let mut todo: std::collections::VecDeque<OsString> = rel
         .components()
         .filter_map(|c| match c {
@@ -81,6 +92,7 @@ pub fn ensure_dir(root: &impl AsFd, rel: &Path) -> io::Result<OwnedFd> {
         if name == ".." {
             if let Some(parent) = stack.pop() {
                 cur = parent;
+                cur_path.pop();
             }
             continue;
         }
@@ -93,6 +105,8 @@ pub fn ensure_dir(root: &impl AsFd, rel: &Path) -> io::Result<OwnedFd> {
                 nix::sys::stat::mkdirat(&cur, name.as_os_str(), Mode::from_bits_truncate(0o755))?;
                 let next = open_dir(&cur, &name)?;
                 stack.push(std::mem::replace(&mut cur, next));
+                cur_path.push(&name);
+                created.push(cur_path.clone());
             }
             Err(e) => return Err(e.into()),
             Ok(st) => {
@@ -116,6 +130,7 @@ pub fn ensure_dir(root: &impl AsFd, rel: &Path) -> io::Result<OwnedFd> {
                     if target.is_absolute() {
                         stack.clear();
                         cur = root_fd.try_clone()?;
+                        cur_path = PathBuf::new();
                     }
                     while let Some(p) = parts.pop() {
                         todo.push_front(p);
@@ -123,6 +138,7 @@ pub fn ensure_dir(root: &impl AsFd, rel: &Path) -> io::Result<OwnedFd> {
                 } else {
                     let next = open_dir(&cur, &name)?;
                     stack.push(std::mem::replace(&mut cur, next));
+                    cur_path.push(&name);
                 }
             }
         }
@@ -176,8 +192,10 @@ mod tests {
         // `up/tmp` is root/tmp, created inside.
         ensure_dir(&fd, Path::new("up/tmp/x")).unwrap();
         assert!(root.join("tmp/x").is_dir());
-        ensure_dir(&fd, Path::new("rel/y")).unwrap();
-        assert!(root.join("y").is_dir());
+        let mut created = Vec::new();
+        ensure_dir_recording(&fd, Path::new("rel/y/z"), &mut created).unwrap();
+        assert!(root.join("y/z").is_dir());
+        assert_eq!(created, vec![PathBuf::from("y"), PathBuf::from("y/z")]);
         assert!(!d.path().join("y").exists());
     }
 }

@@ -1,0 +1,724 @@
+//! Working containers: made from an image for one or more platforms (`create`), then changed
+//! one `run` step at a time (`run_step`). Each step's changes are the overlay upper directory of
+//! that run, kept as the step's diff and stacked as a lower directory for the next run.
+//!
+//! Pipeline of a step: state -> preflight (emulation) -> lowers (steps, then base layers, top
+//! first) -> sandbox -> prune mount points -> the upper becomes `steps/<n>` (or an empty step).
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use crate::arch::Table;
+use crate::oci::image::{self, Descriptor};
+use crate::oci::layout::{self, Layout};
+use crate::platform::Platform;
+use crate::rootfs::unpack::XattrNamespace;
+use crate::sandbox::{self, Bind, Network, RunSpec, preflight};
+use crate::store::{Container, ContainerDir, LayerRef, PlatformState, Step, Store, StoreError};
+
+/// The PATH a command gets when the image sets none.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Errors of working-container operations.
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    /// The store.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Choosing the image.
+    #[error(transparent)]
+    Select(#[from] image::SelectError),
+    /// The layout.
+    #[error(transparent)]
+    Layout(#[from] layout::LayoutError),
+    /// Emulation is missing.
+    #[error(transparent)]
+    Preflight(#[from] Box<preflight::PreflightError>),
+    /// The sandbox could not start.
+    #[error(transparent)]
+    Sandbox(#[from] sandbox::SandboxError),
+    /// Anything else, already phrased for the user.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Where a base image comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageRef {
+    /// `oci:DIR[:TAG]`.
+    Oci {
+        /// The layout.
+        dir: PathBuf,
+        /// The tag.
+        tag: Option<String>,
+    },
+    /// `oci-archive:FILE[:TAG]`.
+    OciArchive {
+        /// The archive.
+        file: PathBuf,
+        /// The tag.
+        tag: Option<String>,
+    },
+    /// `rootfs:FILE`: a root file system tarball.
+    Rootfs(PathBuf),
+    /// `scratch`: an empty root.
+    Scratch,
+}
+
+/// Splits `PATH[:TAG]`: the part after the last `:` is a tag when it holds no `/`.
+fn split_tag(s: &str) -> (PathBuf, Option<String>) {
+    match s.rsplit_once(':') {
+        Some((p, t)) if !t.contains('/') && !t.is_empty() && !p.is_empty() => {
+            (PathBuf::from(p), Some(t.to_string()))
+        }
+        _ => (PathBuf::from(s), None),
+    }
+}
+
+impl FromStr for ImageRef {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "scratch" {
+            return Ok(ImageRef::Scratch);
+        }
+        if let Some(rest) = s.strip_prefix("oci:") {
+            let (dir, tag) = split_tag(rest);
+            return Ok(ImageRef::Oci { dir, tag });
+        }
+        if let Some(rest) = s.strip_prefix("oci-archive:") {
+            let (file, tag) = split_tag(rest);
+            return Ok(ImageRef::OciArchive { file, tag });
+        }
+        if let Some(rest) = s.strip_prefix("rootfs:") {
+            return Ok(ImageRef::Rootfs(PathBuf::from(rest)));
+        }
+        Err(format!(
+            "`{s}` is not an image this tool reads; use oci:DIR[:TAG], oci-archive:FILE[:TAG], rootfs:FILE (a root file system tarball) or scratch"
+        ))
+    }
+}
+
+impl std::fmt::Display for ImageRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let tagged =
+            |f: &mut std::fmt::Formatter<'_>, kind: &str, p: &Path, t: &Option<String>| match t {
+                Some(t) => write!(f, "{kind}:{}:{t}", p.display()),
+                None => write!(f, "{kind}:{}", p.display()),
+            };
+        match self {
+            ImageRef::Oci { dir, tag } => tagged(f, "oci", dir, tag),
+            ImageRef::OciArchive { file, tag } => tagged(f, "oci-archive", file, tag),
+            ImageRef::Rootfs(p) => write!(f, "rootfs:{}", p.display()),
+            ImageRef::Scratch => f.write_str("scratch"),
+        }
+    }
+}
+
+/// Shared settings.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// The store.
+    pub store: Store,
+    /// The binfmt_misc mount the preflight reads.
+    pub binfmt_root: PathBuf,
+    /// Not real root (user namespace).
+    pub rootless: bool,
+}
+
+impl Context {
+    fn xattrs(&self) -> XattrNamespace {
+        if self.rootless {
+            XattrNamespace::User
+        } else {
+            XattrNamespace::Trusted
+        }
+    }
+
+    /// A container's files.
+    pub fn container(&self, name: &str) -> ContainerDir {
+        ContainerDir::new(self.store.container_dir(name))
+    }
+}
+
+/// What creating produced, per platform.
+#[derive(Debug)]
+pub struct Created {
+    /// The container.
+    pub container: Container,
+    /// Warnings (skipped entries of layers...).
+    pub warnings: Vec<String>,
+    /// True when it existed already with the same base and platforms.
+    pub reused: bool,
+}
+
+/// Makes a working container `name` from `image` for `platforms` (the image's own platform, or
+/// the host's, when empty).
+pub fn create(
+    ctx: &Context,
+    name: &str,
+    image: &ImageRef,
+    platforms: &[Platform],
+    reuse: bool,
+) -> Result<Created, ContainerError> {
+    crate::store::validate_name(name).map_err(ContainerError::Other)?;
+    let cdir = ctx.container(name);
+    let _lock = cdir.lock()?;
+    if let Ok(existing) = cdir.read() {
+        let wanted: Vec<String> = platforms.iter().map(Platform::to_string).collect();
+        if reuse
+            && existing.base == image.to_string()
+            && (wanted.is_empty() || wanted == existing.platforms)
+        {
+            return Ok(Created {
+                container: existing,
+                warnings: Vec::new(),
+                reused: true,
+            });
+        }
+        return Err(ContainerError::Other(format!(
+            "a working container `{name}` exists already (from {}, for {}); remove it with `emubuild rm {name}` or choose another `--name`",
+            existing.base,
+            existing.platforms.join(", ")
+        )));
+    }
+    let mut warnings = Vec::new();
+    let mut states = Vec::new();
+    let archive_dir;
+    let layout = match image {
+        ImageRef::Oci { dir, .. } => Some(Layout::open(dir)?),
+        ImageRef::OciArchive { file, .. } => {
+            archive_dir = ctx.store.staging()?;
+            Some(layout::extract_archive(file, archive_dir.path())?)
+        }
+        _ => None,
+    };
+    let tag = match image {
+        ImageRef::Oci { tag, .. } | ImageRef::OciArchive { tag, .. } => tag.clone(),
+        _ => None,
+    };
+    let wanted: Vec<Option<&Platform>> = if platforms.is_empty() {
+        vec![None]
+    } else {
+        platforms.iter().map(Some).collect()
+    };
+    for p in wanted {
+        let (state, w) = match (&layout, image) {
+            (Some(l), _) => import_from_layout(ctx, l, tag.as_deref(), p, &image.to_string())?,
+            (None, ImageRef::Rootfs(file)) => import_rootfs(ctx, file, p)?,
+            (None, _) => (
+                scratch_state(p.cloned().unwrap_or_else(Platform::host)),
+                Vec::new(),
+            ),
+        };
+        warnings.extend(w);
+        states.push(state);
+    }
+    let container = Container {
+        name: name.to_string(),
+        base: image.to_string(),
+        created: crate::util::build_time() as u64,
+        platforms: states.iter().map(|s| s.platform.clone()).collect(),
+    };
+    for s in &states {
+        std::fs::create_dir_all(cdir.platform_dir(&s.platform()))
+            .map_err(|e| ContainerError::Other(format!("cannot create the container: {e}")))?;
+        cdir.write_platform(s)?;
+    }
+    cdir.write(&container)?;
+    Ok(Created {
+        container,
+        warnings,
+        reused: false,
+    })
+}
+
+fn import_from_layout(
+    ctx: &Context,
+    l: &Layout,
+    tag: Option<&str>,
+    platform: Option<&Platform>,
+    source: &str,
+) -> Result<(PlatformState, Vec<String>), ContainerError> {
+    let sel = image::select(l, tag, platform, source)?;
+    let diff_ids: Vec<String> = sel
+        .config
+        .pointer("/rootfs/diff_ids")
+        .and_then(|v| v.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|d| d.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    if diff_ids.len() != sel.manifest.layers.len() {
+        return Err(ContainerError::Other(format!(
+            "image {} lists {} layers but its config has {} diff_ids; the image is malformed",
+            sel.manifest_desc.digest,
+            sel.manifest.layers.len(),
+            diff_ids.len()
+        )));
+    }
+    let mut warnings = Vec::new();
+    let mut layers: Vec<LayerRef> = Vec::new();
+    let mut lowers: Vec<PathBuf> = Vec::new();
+    for (desc, diff_id) in sel.manifest.layers.iter().zip(&diff_ids) {
+        let (layer, w) =
+            ctx.store
+                .import_layer(l, desc, diff_id, &lowers, ctx.xattrs(), ctx.rootless)?;
+        warnings.extend(w);
+        lowers.insert(0, ctx.store.layer_dir(&layer.diff_id)?);
+        layers.push(layer);
+    }
+    ctx.store.import_blob(l, &sel.manifest.config)?;
+    ctx.store.import_blob(l, &sel.manifest_desc)?;
+    // The platform as the user asked for it when it matched by fallback (arm/v7 asked, v6 found):
+    // the state records what the image is.
+    Ok((
+        PlatformState {
+            platform: sel.platform.to_string(),
+            base_manifest: Some(sel.manifest_desc.digest.clone()),
+            config: sel.config,
+            base_layers: layers,
+            steps: Vec::new(),
+        },
+        warnings,
+    ))
+}
+
+fn import_rootfs(
+    ctx: &Context,
+    file: &Path,
+    platform: Option<&Platform>,
+) -> Result<(PlatformState, Vec<String>), ContainerError> {
+    let (layer, warnings) = ctx
+        .store
+        .import_rootfs_tar(file, ctx.xattrs(), ctx.rootless)?;
+    let dir = ctx.store.layer_dir(&layer.diff_id)?;
+    let detected = detect_platform(&dir);
+    let platform = match (platform, detected) {
+        (Some(p), Some(d))
+            if Table::get().for_platform(p).map(|t| &t.name)
+                != Table::get().for_platform(&d).map(|t| &t.name) =>
+        {
+            return Err(ContainerError::Other(format!(
+                "`--platform {p}` disagrees with the root file system `{}`, whose programs are for {d}",
+                file.display()
+            )));
+        }
+        (Some(p), _) => p.clone(),
+        (None, Some(d)) => d,
+        (None, None) => {
+            return Err(ContainerError::Other(format!(
+                "cannot tell the platform of `{}` (no ELF programs found); pass `--platform`",
+                file.display()
+            )));
+        }
+    };
+    let mut state = scratch_state(platform);
+    state.base_layers.push(layer.clone());
+    if let Some(ids) = state
+        .config
+        .pointer_mut("/rootfs/diff_ids")
+        .and_then(|v| v.as_array_mut())
+    {
+        ids.push(serde_json::Value::String(layer.diff_id.clone()));
+    }
+    if let Some(h) = state
+        .config
+        .get_mut("history")
+        .and_then(|v| v.as_array_mut())
+    {
+        h.push(serde_json::json!({
+            "created": crate::util::rfc3339(crate::util::build_time()),
+            "created_by": format!("emubuild from rootfs:{}", file.display()),
+        }));
+    }
+    Ok((state, warnings))
+}
+
+/// The platform of a root file system, from its ELF programs: `/bin/sh` (followed inside the
+/// tree), then the first ELF programs in the usual directories.
+pub fn detect_platform(root: &Path) -> Option<Platform> {
+    let rootfd = crate::rootfs::within::open_root(root).ok()?;
+    let mut candidates: Vec<PathBuf> =
+        vec!["bin/sh".into(), "bin/busybox".into(), "usr/bin/env".into()];
+    for d in ["bin", "usr/bin", "sbin", "usr/sbin"] {
+        if let Ok(rd) = std::fs::read_dir(root.join(d)) {
+            candidates.extend(
+                rd.filter_map(Result::ok)
+                    .take(64)
+                    .map(|e| Path::new(d).join(e.file_name())),
+            );
+        }
+    }
+    for c in candidates {
+        let Ok(fd) = crate::rootfs::within::open_in_root(&rootfd, &c, nix::fcntl::OFlag::O_RDONLY)
+        else {
+            continue;
+        };
+        let mut file = std::fs::File::from(fd);
+        let mut bytes = Vec::new();
+        if std::io::Read::read_to_end(&mut std::io::Read::take(&mut file, 64 << 20), &mut bytes)
+            .is_err()
+            || !crate::elf::is_elf(&bytes)
+        {
+            continue;
+        }
+        if let Ok(info) = crate::elf::inspect_bytes(&c, &bytes)
+            && let Some(p) = info.platform
+        {
+            return Some(p);
+        }
+    }
+    None
+}
+
+/// The state of an empty image for a platform.
+pub fn scratch_state(platform: Platform) -> PlatformState {
+    let mut config = serde_json::json!({
+        "architecture": platform.architecture,
+        "os": platform.os,
+        "config": {"Env": [format!("PATH={DEFAULT_PATH}")]},
+        "rootfs": {"type": "layers", "diff_ids": []},
+        "history": [],
+    });
+    if let Some(v) = platform.variant() {
+        config["variant"] = serde_json::Value::String(v.to_string());
+    }
+    PlatformState {
+        platform: platform.to_string(),
+        base_manifest: None,
+        config,
+        base_layers: Vec::new(),
+        steps: Vec::new(),
+    }
+}
+
+/// Options of one run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The command.
+    pub argv: Vec<String>,
+    /// `-e K=V` (applied last).
+    pub env: Vec<(String, String)>,
+    /// `-w`.
+    pub workdir: Option<String>,
+    /// `--user`.
+    pub user: Option<String>,
+    /// `-v`.
+    pub mounts: Vec<Bind>,
+    /// `--network`.
+    pub network: Network,
+    /// `-t`.
+    pub tty: bool,
+    /// `-i`.
+    pub stdin: bool,
+}
+
+/// How a step ended.
+#[derive(Debug)]
+pub struct StepResult {
+    /// The command's status.
+    pub code: i32,
+    /// The step recorded (None when the command failed and its changes were discarded).
+    pub step: Option<Step>,
+    /// Warnings.
+    pub warnings: Vec<String>,
+}
+
+/// The environment a command sees: the image's, then TARGET*, then `-e`; PATH defaulted.
+pub fn command_env(
+    config: &serde_json::Value,
+    platform: &Platform,
+    extra: &[(String, String)],
+) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = Vec::new();
+    let mut set = |k: String, v: String| {
+        if let Some(e) = env.iter_mut().find(|(ek, _)| *ek == k) {
+            e.1 = v;
+        } else {
+            env.push((k, v));
+        }
+    };
+    if let Some(list) = config.pointer("/config/Env").and_then(|v| v.as_array()) {
+        for e in list.iter().filter_map(|v| v.as_str()) {
+            if let Some((k, v)) = e.split_once('=') {
+                set(k.to_string(), v.to_string());
+            }
+        }
+    }
+    for (k, v) in platform.target_env() {
+        set(k, v);
+    }
+    for (k, v) in extra {
+        set(k.clone(), v.clone());
+    }
+    if !env.iter().any(|(k, _)| k == "PATH") {
+        env.insert(0, ("PATH".into(), DEFAULT_PATH.into()));
+    }
+    env
+}
+
+/// Runs one command in a platform of a working container and records the step.
+pub fn run_step(
+    ctx: &Context,
+    name: &str,
+    platform: &Platform,
+    opts: &RunOptions,
+) -> Result<StepResult, ContainerError> {
+    let cdir = ctx.container(name);
+    if cdir.read().is_err() {
+        return Err(StoreError::NoContainer(name.to_string()).into());
+    }
+    let _lock = cdir.lock_platform(platform)?;
+    let mut state = cdir.read_platform(platform)?;
+    preflight::check(platform, &ctx.binfmt_root)?;
+    let pdir = cdir.platform_dir(platform);
+
+    // Lower directories, top first: the steps, newest first, then the base layers.
+    let mut lowers: Vec<PathBuf> = state
+        .steps
+        .iter()
+        .rev()
+        .filter_map(|s| s.dir.as_ref().map(|d| pdir.join(d)))
+        .collect();
+    for l in state.base_layers.iter().rev() {
+        lowers.push(ctx.store.layer_dir(&l.diff_id)?);
+    }
+    if lowers.is_empty() {
+        let empty = ctx.store.root().join("empty");
+        std::fs::create_dir_all(&empty).map_err(|e| {
+            ContainerError::Other(format!("cannot create `{}`: {e}", empty.display()))
+        })?;
+        lowers.push(empty);
+    }
+    let run = pdir.join("run");
+    let _ = std::fs::remove_dir_all(&run);
+    for d in ["upper", "work", "merged"] {
+        std::fs::create_dir_all(run.join(d)).map_err(|e| {
+            ContainerError::Other(format!("cannot prepare `{}`: {e}", run.display()))
+        })?;
+    }
+    let cwd = opts
+        .workdir
+        .clone()
+        .or_else(|| {
+            state
+                .config
+                .pointer("/config/WorkingDir")
+                .and_then(|v| v.as_str())
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| "/".to_string());
+    let user = opts.user.clone().or_else(|| {
+        state
+            .config
+            .pointer("/config/User")
+            .and_then(|v| v.as_str())
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    });
+    let spec = RunSpec {
+        base: ctx.store.root().to_path_buf(),
+        lowers,
+        upper: run.join("upper"),
+        work: run.join("work"),
+        merged: run.join("merged"),
+        userxattr: ctx.rootless,
+        argv: opts.argv.clone(),
+        env: command_env(&state.config, platform, &opts.env),
+        cwd,
+        user,
+        mounts: opts.mounts.clone(),
+        network: opts.network,
+        tty: opts.tty,
+        stdin: opts.stdin,
+        hostname: name.to_string(),
+    };
+    let outcome = sandbox::run(&spec)?;
+    let mut warnings = outcome.warnings.clone();
+    if let Some(e) = outcome
+        .error
+        .filter(|_| outcome.code == sandbox::process::SETUP_FAILED)
+    {
+        let _ = std::fs::remove_dir_all(&run);
+        return Err(ContainerError::Other(e));
+    }
+    let step = if outcome.code == 0 {
+        let upper = run.join("upper");
+        prune_created(&upper, &spec.lowers, &outcome.created);
+        let n = state.steps.len() + 1;
+        let empty = std::fs::read_dir(&upper)
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(true);
+        let dir = if empty {
+            None
+        } else {
+            let rel = format!("steps/{n}");
+            let dest = pdir.join(&rel);
+            std::fs::create_dir_all(pdir.join("steps"))
+                .map_err(|e| ContainerError::Other(e.to_string()))?;
+            let _ = std::fs::remove_dir_all(&dest);
+            std::fs::rename(&upper, &dest).map_err(|e| {
+                ContainerError::Other(format!("cannot keep the step's changes: {e}"))
+            })?;
+            Some(rel)
+        };
+        let step = Step {
+            created_by: crate::util::shell_join(&opts.argv),
+            created: crate::util::rfc3339(crate::util::build_time()),
+            dir,
+            layer: None,
+        };
+        state.steps.push(step.clone());
+        cdir.write_platform(&state)?;
+        Some(step)
+    } else {
+        warnings.push(format!(
+            "the command failed (exit {}); this step's changes were discarded",
+            outcome.code
+        ));
+        None
+    };
+    let _ = std::fs::remove_dir_all(&run);
+    Ok(StepResult {
+        code: outcome.code,
+        step,
+        warnings,
+    })
+}
+
+/// Removes mount points the sandbox created, when they are still empty (deepest first), then
+/// the directories the overlay copied up only to hold them: a parent left empty whose owner and
+/// mode equal the lower layer's is no change of the command's.
+fn prune_created(upper: &Path, lowers: &[PathBuf], created: &[PathBuf]) {
+    use std::os::unix::fs::MetadataExt;
+    let mut paths: Vec<PathBuf> = created
+        .iter()
+        .filter_map(|p| crate::rootfs::within::normalize(p).ok().flatten())
+        .collect();
+    paths.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    let mut parents: Vec<PathBuf> = Vec::new();
+    for rel in &paths {
+        let p = upper.join(rel);
+        let removed = match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.is_dir() => std::fs::remove_dir(&p).is_ok(),
+            Ok(m) if m.is_file() && m.len() == 0 => std::fs::remove_file(&p).is_ok(),
+            _ => false,
+        };
+        if removed && let Some(parent) = rel.parent().filter(|p| !p.as_os_str().is_empty()) {
+            parents.push(parent.to_path_buf());
+        }
+    }
+    while let Some(rel) = parents.pop() {
+        let p = upper.join(&rel);
+        let Ok(m) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
+        let empty = std::fs::read_dir(&p)
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(false);
+        if !m.is_dir()
+            || !empty
+            || xattr::get(&p, "trusted.overlay.opaque")
+                .ok()
+                .flatten()
+                .is_some()
+        {
+            continue;
+        }
+        let same_below = lowers
+            .iter()
+            .find_map(|l| std::fs::symlink_metadata(l.join(&rel)).ok())
+            .is_some_and(|l| {
+                l.is_dir() && l.mode() == m.mode() && l.uid() == m.uid() && l.gid() == m.gid()
+            });
+        if same_below
+            && std::fs::remove_dir(&p).is_ok()
+            && let Some(parent) = rel.parent().filter(|p| !p.as_os_str().is_empty())
+        {
+            parents.push(parent.to_path_buf());
+        }
+    }
+}
+
+/// Removes a working container and its steps (shared layers stay in the store).
+pub fn remove(ctx: &Context, name: &str) -> Result<(), ContainerError> {
+    let cdir = ctx.container(name);
+    if cdir.read().is_err() {
+        return Err(StoreError::NoContainer(name.to_string()).into());
+    }
+    let _lock = cdir.lock()?;
+    std::fs::remove_dir_all(cdir.dir()).map_err(|e| {
+        ContainerError::Other(format!("cannot remove `{}`: {e}", cdir.dir().display()))
+    })?;
+    let _ = std::fs::remove_file(cdir.dir().with_extension("lock"));
+    Ok(())
+}
+
+/// The layer descriptors of a base image, for display.
+pub fn describe_layers(layers: &[LayerRef]) -> Vec<Descriptor> {
+    layers
+        .iter()
+        .map(|l| Descriptor {
+            media_type: l.media_type.clone(),
+            digest: l.digest.clone(),
+            size: l.size,
+            annotations: None,
+            platform: None,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_refs() {
+        assert_eq!(
+            "oci:/tmp/x:latest".parse::<ImageRef>().unwrap(),
+            ImageRef::Oci {
+                dir: "/tmp/x".into(),
+                tag: Some("latest".into())
+            }
+        );
+        assert_eq!(
+            "oci:./dir".parse::<ImageRef>().unwrap(),
+            ImageRef::Oci {
+                dir: "./dir".into(),
+                tag: None
+            }
+        );
+        assert_eq!(
+            "rootfs:/a/b.tar.gz".parse::<ImageRef>().unwrap(),
+            ImageRef::Rootfs("/a/b.tar.gz".into())
+        );
+        assert_eq!("scratch".parse::<ImageRef>().unwrap(), ImageRef::Scratch);
+        assert!("docker://alpine".parse::<ImageRef>().is_err());
+        assert_eq!(
+            "oci-archive:/x.tar:v1"
+                .parse::<ImageRef>()
+                .unwrap()
+                .to_string(),
+            "oci-archive:/x.tar:v1"
+        );
+    }
+
+    #[test]
+    fn environment() {
+        let config = serde_json::json!({"config": {"Env": ["PATH=/bin", "A=1"]}});
+        let env = command_env(
+            &config,
+            &"linux/arm/v7".parse().unwrap(),
+            &[("A".into(), "2".into())],
+        );
+        assert!(env.contains(&("PATH".into(), "/bin".into())));
+        assert!(env.contains(&("A".into(), "2".into())));
+        assert!(env.contains(&("TARGETVARIANT".into(), "v7".into())));
+        let env = command_env(&serde_json::json!({}), &"linux/arm64".parse().unwrap(), &[]);
+        assert_eq!(env[0], ("PATH".into(), DEFAULT_PATH.into()));
+    }
+}

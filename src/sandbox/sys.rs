@@ -1,0 +1,82 @@
+//! The only `unsafe` in the crate: fork, `_exit`, `dup2`, and the ioctls nix has no safe
+//! wrapper for (controlling terminal, window size, interface flags). Each block says why it is
+//! sound.
+
+#![allow(unsafe_code)]
+
+use std::os::fd::{AsRawFd, RawFd};
+
+use nix::unistd::ForkResult;
+
+/// Forks. Sound only while the process has a single thread: the child runs only
+/// async-signal-safe work plus allocation (glibc's malloc is fork-safe) until it execs or exits.
+pub fn fork_single_threaded() -> nix::Result<ForkResult> {
+    // SAFETY: callers fork from a single-threaded process (the sandbox worker, or the sandbox's
+    // init), so no lock can be held by a thread that does not exist in the child.
+    unsafe { nix::unistd::fork() }
+}
+
+/// Ends a forked child at once, without running the parent's atexit handlers or destructors.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: `_exit` has no preconditions; it never returns.
+    unsafe { libc::_exit(code) }
+}
+
+/// `dup2(old, new)`.
+pub fn dup2(old: RawFd, new: RawFd) -> nix::Result<()> {
+    // SAFETY: plain syscall on integer descriptors; failure is reported through errno.
+    let r = unsafe { libc::dup2(old, new) };
+    nix::errno::Errno::result(r).map(drop)
+}
+
+/// Makes the terminal on `fd` the controlling terminal of this (session leader) process.
+pub fn set_controlling_tty(fd: &impl AsRawFd) -> nix::Result<()> {
+    // SAFETY: TIOCSCTTY takes an int argument by value; no memory is passed.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSCTTY, 0) };
+    nix::errno::Errno::result(r).map(drop)
+}
+
+/// Reads a terminal's window size.
+pub fn window_size(fd: &impl AsRawFd) -> Option<libc::winsize> {
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes one `winsize` into the valid, exclusively borrowed `ws`.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) };
+    (r == 0).then_some(ws)
+}
+
+/// Sets a terminal's window size.
+pub fn set_window_size(fd: &impl AsRawFd, ws: &libc::winsize) {
+    // SAFETY: TIOCSWINSZ reads one `winsize` from the valid `ws`.
+    unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, ws) };
+}
+
+/// Brings the loopback interface up (in a new network namespace it starts down).
+pub fn loopback_up() -> nix::Result<()> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, socket};
+    let sock = socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    // SAFETY: `ifreq` is plain old data; zeroed is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS fills the flags of the valid `req` we own.
+    let r = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) };
+    nix::errno::Errno::result(r)?;
+    // SAFETY: reading and writing the flags member of the union SIOCGIFFLAGS just filled.
+    unsafe {
+        req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+    }
+    // SAFETY: SIOCSIFFLAGS reads the valid `req`.
+    let r = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) };
+    nix::errno::Errno::result(r).map(drop)
+}
