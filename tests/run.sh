@@ -14,7 +14,8 @@ busybox_arches=(arm64 armhf s390x ppc64el)
 need_pkgs=()
 have() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = 'install ok installed' ]; }
 for p in qemu-user-static skopeo umoci buildah oci-image-tool mmdebstrap docker-registry \
-         gpgv debian-archive-keyring binutils xz-utils zstd curl ca-certificates util-linux; do
+         gpgv debian-archive-keyring binutils xz-utils zstd curl ca-certificates util-linux \
+         attr jq python3; do
   have "$p" || need_pkgs+=("$p")
 done
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
@@ -50,6 +51,10 @@ if [ "${#missing[@]}" -gt 0 ]; then
   done
   rm -rf "$dl"
 fi
+
+# Base images for emubuild: busybox roots, OCI layouts by umoci and buildah, malicious layers,
+# a Debian arm64 tree (built once; see tests/fixtures/README.md).
+EMUKIT_FIXTURES="$fixtures" tests/fixtures/make-images.sh "$fixtures/images" --with-debian
 
 export EMUKIT_FIXTURES="$fixtures"
 export EMUKIT_TEST_STRICT=1

@@ -6,5 +6,6 @@
 
 mod arch_table;
 mod binfmtctl;
+mod emubuild;
 mod fetch;
 mod util;

@@ -357,3 +357,53 @@ pub fn mirror_fixture(suite: &str) -> Option<(PathBuf, String, String)> {
         format!("debian/dists/{suite}/{index_rel}"),
     ))
 }
+
+/// Handlers for the given targets registered (P and F, from the system's emulators) for the
+/// test's duration; the host's previous entries come back on drop.
+pub struct Emulation {
+    _host: HostBinfmt,
+    _state: tempfile::TempDir,
+}
+
+impl Emulation {
+    pub fn ensure(targets: &[&str]) -> Emulation {
+        let host = HostBinfmt::save();
+        let names: Vec<String> = targets.iter().map(|t| format!("qemu-{t}")).collect();
+        host.take(&names.iter().map(String::as_str).collect::<Vec<_>>());
+        let state = tempfile::tempdir().unwrap();
+        let mut args = vec!["install", "--preserve-argv0", "--source", "system"];
+        args.extend(targets);
+        binfmtctl(state.path(), &args).success();
+        Emulation { _host: host, _state: state }
+    }
+}
+
+/// Runs `emubuild` with a store.
+pub fn emubuild(store: &Path, args: &[&str]) -> Run {
+    emubuild_with(store, args, None, &[])
+}
+
+/// Runs `emubuild` with a store, optional stdin and extra environment.
+pub fn emubuild_with(store: &Path, args: &[&str], stdin: Option<&[u8]>, env: &[(&str, &str)]) -> Run {
+    use std::io::Write;
+    let mut c = Command::new(emubuild_bin());
+    c.args(args).env("EMUBUILD_STORE", store).env_remove("BINFMTCTL_ROOT");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.stdin(if stdin.is_some() { std::process::Stdio::piped() } else { std::process::Stdio::null() })
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().expect("run emubuild");
+    if let Some(input) = stdin {
+        let mut s = child.stdin.take().unwrap();
+        s.write_all(input).unwrap();
+    }
+    Run::from_output(child.wait_with_output().unwrap())
+}
+
+/// A base-image fixture made by tests/fixtures/make-images.sh.
+pub fn image(name: &str) -> Option<PathBuf> {
+    let p = fixtures().join("images").join(name);
+    p.exists().then_some(p)
+}
