@@ -539,12 +539,12 @@ pub fn run_step(
     };
     let outcome = sandbox::run(&spec)?;
     let mut warnings = outcome.warnings.clone();
-    if let Some(e) = outcome
-        .error
-        .filter(|_| outcome.code == sandbox::process::SETUP_FAILED)
-    {
-        let _ = std::fs::remove_dir_all(&run);
-        return Err(ContainerError::Other(e));
+    if let Some(e) = &outcome.error {
+        if outcome.code == sandbox::process::SETUP_FAILED {
+            let _ = std::fs::remove_dir_all(&run);
+            return Err(ContainerError::Other(e.clone()));
+        }
+        warnings.push(format!("cannot run the command: {e}"));
     }
     let step = if outcome.code == 0 {
         let upper = run.join("upper");

@@ -93,17 +93,20 @@ pub fn run(spec: &RunSpec) -> Result<Outcome, SandboxError> {
 
     let (report_r, report_w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys_err("create a pipe"))?;
-    let pty = if spec.tty {
-        let p = nix::pty::openpty(None, None).map_err(sys_err("allocate a terminal"))?;
-        nix::fcntl::fcntl(
-            &p.master,
-            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    // With a terminal, the init opens it in the sandbox's own devpts and sends the master here.
+    let console = if spec.tty {
+        Some(
+            std::os::unix::net::UnixStream::pair().map_err(|e| SandboxError::Sys {
+                what: "create a socket pair",
+                source: nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+            })?,
         )
-        .map_err(sys_err("configure the terminal"))?;
-        Some(p)
     } else {
         None
     };
+    // Threads cannot be created once the PID namespace is unshared: the terminal relay starts
+    // first and waits for the master (its threads stay in the worker; the forked init has none).
+    let relay = console.as_ref().map(|_| TtyRelay::start());
 
     let mask = forwarded();
     let mut old_mask = SigSet::empty();
@@ -119,21 +122,21 @@ pub fn run(spec: &RunSpec) -> Result<Outcome, SandboxError> {
     match sys::fork_single_threaded().map_err(sys_err("fork"))? {
         ForkResult::Child => {
             drop(report_r);
-            let slave = pty.map(|p| {
-                drop(p.master);
-                p.slave
-            });
-            init(spec, &argv, &env, report_w, slave)
+            let sock = console.map(|(_, theirs)| theirs);
+            init(spec, &argv, &env, report_w, sock)
         }
         ForkResult::Parent { child } => {
             drop(report_w);
-            let (master, relay) = match pty {
-                Some(p) => {
-                    drop(p.slave);
-                    let relay = TtyRelay::start(&p.master);
-                    (Some(p.master), relay)
+            let master = match (console, &relay) {
+                (Some((ours, theirs)), Some(relay)) => {
+                    drop(theirs);
+                    let m = sys::recv_fd(&ours);
+                    if let Some(m) = &m {
+                        relay.attach(m);
+                    }
+                    m
                 }
-                None => (None, None),
+                _ => None,
             };
             let code = supervise(child, &mask, master.as_ref());
             drop(relay);
@@ -193,7 +196,7 @@ fn init(
     argv: &[CString],
     env: &[String],
     report: OwnedFd,
-    slave: Option<OwnedFd>,
+    console: Option<std::os::unix::net::UnixStream>,
 ) -> ! {
     let mut report = File::from(report);
     let fail = |report: &mut File, msg: String| -> ! {
@@ -220,6 +223,21 @@ fn init(
         let _ = writeln!(report, "W {w}");
     }
     let _ = nix::sys::prctl::set_dumpable(false);
+    let slave = match console {
+        None => None,
+        Some(sock) => match sys::open_pty_pair() {
+            Ok((master, slave)) => {
+                if let Err(e) = sys::send_fd(&sock, &master) {
+                    fail(&mut report, format!("cannot pass the terminal: {e}"));
+                }
+                Some(OwnedFd::from(slave))
+            }
+            Err(e) => fail(
+                &mut report,
+                format!("cannot open a terminal in the sandbox: {e}"),
+            ),
+        },
+    };
 
     let command = match sys::fork_single_threaded() {
         Ok(ForkResult::Child) => exec_command(spec, argv, env, &mut report, slave),
@@ -403,27 +421,21 @@ fn cstrings<'a>(items: impl Iterator<Item = &'a str>) -> Result<Vec<CString>, Sa
         .collect()
 }
 
-/// Copies between the user's terminal and the sandbox's, in raw mode, while alive.
+/// Copies between the user's terminal and the sandbox's, in raw mode, while alive. Its threads
+/// start before the PID namespace exists and wait for the terminal's master.
 struct TtyRelay {
     saved: Option<nix::sys::termios::Termios>,
+    to_sandbox: std::sync::mpsc::Sender<OwnedFd>,
+    from_sandbox: std::sync::mpsc::Sender<OwnedFd>,
 }
 
 impl TtyRelay {
-    fn start(master: &OwnedFd) -> Option<TtyRelay> {
-        let stdin = std::io::stdin();
-        let saved = nix::sys::termios::tcgetattr(&stdin).ok();
-        if let Some(t) = &saved {
-            let mut raw = t.clone();
-            nix::sys::termios::cfmakeraw(&mut raw);
-            let _ = nix::sys::termios::tcsetattr(&stdin, nix::sys::termios::SetArg::TCSANOW, &raw);
-            if let Some(ws) = sys::window_size(&stdin) {
-                sys::set_window_size(master, &ws);
-            }
-        }
-        let to_sandbox = master.try_clone().ok()?;
-        let from_sandbox = master.try_clone().ok()?;
+    fn start() -> TtyRelay {
+        let (to_tx, to_rx) = std::sync::mpsc::channel::<OwnedFd>();
+        let (from_tx, from_rx) = std::sync::mpsc::channel::<OwnedFd>();
         std::thread::spawn(move || {
-            let mut out = File::from(to_sandbox);
+            let Ok(fd) = to_rx.recv() else { return };
+            let mut out = File::from(fd);
             let mut buf = [0u8; 4096];
             let mut input = std::io::stdin().lock();
             while let Ok(n) = input.read(&mut buf) {
@@ -432,8 +444,9 @@ impl TtyRelay {
                 }
             }
         });
-        let reader = std::thread::spawn(move || {
-            let mut input = File::from(from_sandbox);
+        std::thread::spawn(move || {
+            let Ok(fd) = from_rx.recv() else { return };
+            let mut input = File::from(fd);
             let mut buf = [0u8; 4096];
             let mut out = std::io::stdout();
             while let Ok(n) = input.read(&mut buf) {
@@ -443,18 +456,48 @@ impl TtyRelay {
                 let _ = out.flush();
             }
         });
-        let _ = reader;
-        Some(TtyRelay { saved })
+        TtyRelay {
+            saved: None,
+            to_sandbox: to_tx,
+            from_sandbox: from_tx,
+        }
     }
+
+    /// Hands the master to the relay threads and puts the user's terminal in raw mode.
+    fn attach(&self, master: &OwnedFd) {
+        let stdin = std::io::stdin();
+        if let Ok(t) = nix::sys::termios::tcgetattr(&stdin) {
+            let mut raw = t.clone();
+            nix::sys::termios::cfmakeraw(&mut raw);
+            let _ = nix::sys::termios::tcsetattr(&stdin, nix::sys::termios::SetArg::TCSANOW, &raw);
+            if let Some(ws) = sys::window_size(&stdin) {
+                sys::set_window_size(master, &ws);
+            }
+            // Restored on drop; kept in a cell-free way: the relay lives until the run ends.
+            SAVED_TERMIOS.with(|s| *s.borrow_mut() = Some(t));
+        }
+        if let (Ok(a), Ok(b)) = (master.try_clone(), master.try_clone()) {
+            let _ = self.to_sandbox.send(a);
+            let _ = self.from_sandbox.send(b);
+        }
+    }
+}
+
+thread_local! {
+    static SAVED_TERMIOS: std::cell::RefCell<Option<nix::sys::termios::Termios>> = const { std::cell::RefCell::new(None) };
 }
 
 impl Drop for TtyRelay {
     fn drop(&mut self) {
-        if let Some(t) = &self.saved {
+        let saved = self
+            .saved
+            .take()
+            .or_else(|| SAVED_TERMIOS.with(|s| s.borrow_mut().take()));
+        if let Some(t) = saved {
             let _ = nix::sys::termios::tcsetattr(
                 std::io::stdin(),
                 nix::sys::termios::SetArg::TCSANOW,
-                t,
+                &t,
             );
         }
     }

@@ -80,3 +80,71 @@ pub fn loopback_up() -> nix::Result<()> {
     let r = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) };
     nix::errno::Errno::result(r).map(drop)
 }
+
+/// Opens a new pseudo-terminal pair in the current mount namespace's `/dev/ptmx` (the
+/// sandbox's own devpts instance): (master, slave).
+pub fn open_pty_pair() -> std::io::Result<(std::fs::File, std::fs::File)> {
+    use std::os::fd::FromRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let master = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open("/dev/ptmx")?;
+    let unlock: libc::c_int = 0;
+    // SAFETY: TIOCSPTLCK reads one int from the valid `unlock`.
+    let r = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) };
+    nix::errno::Errno::result(r).map_err(std::io::Error::from)?;
+    // SAFETY: TIOCGPTPEER takes open flags by value and returns a new descriptor or -1.
+    let fd = unsafe {
+        libc::ioctl(
+            master.as_raw_fd(),
+            libc::TIOCGPTPEER,
+            libc::O_RDWR | libc::O_NOCTTY,
+        )
+    };
+    let fd = nix::errno::Errno::result(fd).map_err(std::io::Error::from)?;
+    // SAFETY: the ioctl returned a fresh descriptor that nothing else owns.
+    let slave = unsafe { std::fs::File::from_raw_fd(fd) };
+    Ok((master, slave))
+}
+
+/// Receives one descriptor sent with SCM_RIGHTS; None when the peer closed without sending.
+pub fn recv_fd(sock: &impl AsRawFd) -> Option<std::os::fd::OwnedFd> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    use std::os::fd::FromRawFd;
+    let mut byte = [0u8; 1];
+    let mut iov = [std::io::IoSliceMut::new(&mut byte)];
+    let mut space = nix::cmsg_space!(RawFd);
+    let msg = recvmsg::<()>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .ok()?;
+    for c in msg.cmsgs().ok()? {
+        if let ControlMessageOwned::ScmRights(fds) = c
+            && let Some(&fd) = fds.first()
+        {
+            // SAFETY: SCM_RIGHTS installed this descriptor in our table just now; we own it.
+            return Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) });
+        }
+    }
+    None
+}
+
+/// Sends one descriptor with SCM_RIGHTS.
+pub fn send_fd(sock: &impl AsRawFd, fd: &impl AsRawFd) -> nix::Result<()> {
+    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+    let fds = [fd.as_raw_fd()];
+    let iov = [std::io::IoSlice::new(b"t")];
+    sendmsg::<()>(
+        sock.as_raw_fd(),
+        &iov,
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    )
+    .map(drop)
+}

@@ -17,8 +17,14 @@ fn ready() -> bool {
 
 macro_rules! setup {
     () => {{
-        require!(is_root(), "emubuild's sandbox needs root here (rootless is issue 7)");
-        require!(ready(), "image fixtures missing; run tests/run.sh (tests/fixtures/make-images.sh)");
+        require!(
+            is_root(),
+            "emubuild's sandbox needs root here (rootless is issue 7)"
+        );
+        require!(
+            ready(),
+            "image fixtures missing; run tests/run.sh (tests/fixtures/make-images.sh)"
+        );
         let emu = Emulation::ensure(TARGETS);
         let store = tempfile::tempdir().unwrap();
         (emu, store)
@@ -43,24 +49,62 @@ fn rootfs_tarballs_run_foreign_programs_with_status_passed_through() {
     ] {
         let name = file.replace('.', "-");
         let from = format!("rootfs:{}", img(file));
-        let r = emubuild(store.path(), &["run", "--name", &name, "--from", &from, "--", "sh", "-c", "uname -m; echo $TARGETPLATFORM; cat /etc/base-marker"]).success();
+        let r = emubuild(
+            store.path(),
+            &[
+                "run",
+                "--name",
+                &name,
+                "--from",
+                &from,
+                "--",
+                "sh",
+                "-c",
+                "uname -m; echo $TARGETPLATFORM; cat /etc/base-marker",
+            ],
+        )
+        .success();
         let lines: Vec<&str> = r.stdout.lines().collect();
         assert_eq!(lines[0], uname, "{file}: {}", r.stdout);
         assert_eq!(lines[1], platform, "{file}");
         assert!(lines[2].starts_with("base-"), "{file}: {}", r.stdout);
         let ls = emubuild(store.path(), &["ls", "--json"]).success().json();
-        assert!(ls.as_array().unwrap().iter().any(|c| c["name"] == name.as_str() && c["platforms"][0] == platform));
+        assert!(
+            ls.as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c["name"] == name.as_str() && c["platforms"][0] == platform)
+        );
     }
     // Exit status passes through; a signal becomes 128+N.
     let name = "rootfs-busybox-arm64-tar";
-    emubuild(store.path(), &["run", "--name", name, "--", "sh", "-c", "exit 7"]).code_is(7);
-    emubuild(store.path(), &["run", "--name", name, "--", "sh", "-c", "kill -TERM $$"]).code_is(143);
-    let r = emubuild(store.path(), &["run", "--name", name, "--", "no-such-command"]).code_is(127);
+    emubuild(
+        store.path(),
+        &["run", "--name", name, "--", "sh", "-c", "exit 7"],
+    )
+    .code_is(7);
+    emubuild(
+        store.path(),
+        &["run", "--name", name, "--", "sh", "-c", "kill -TERM $$"],
+    )
+    .code_is(143);
+    let r = emubuild(
+        store.path(),
+        &["run", "--name", name, "--", "no-such-command"],
+    )
+    .code_is(127);
     assert!(r.stderr.contains("command not found"), "{}", r.stderr);
     // A platform that disagrees with the tree's programs is refused.
     let r = emubuild(
         store.path(),
-        &["from", "--name", "bad", "--platform", "linux/s390x", &format!("rootfs:{}", img("rootfs-busybox-arm64.tar"))],
+        &[
+            "from",
+            "--name",
+            "bad",
+            "--platform",
+            "linux/s390x",
+            &format!("rootfs:{}", img("rootfs-busybox-arm64.tar")),
+        ],
     );
     assert_ne!(r.code, Some(0));
     assert!(r.stderr.contains("disagrees"), "{}", r.stderr);
@@ -83,23 +127,89 @@ fn oci_layouts_from_other_tools_and_platform_selection() {
     for (i, (tag, platform, uname)) in cases.iter().enumerate() {
         let name = format!("c{i}");
         let from = format!("oci:{umoci}:{tag}");
-        let r = emubuild(store.path(), &["run", "--name", &name, "--platform", platform, "--from", &from, "--", "uname", "-m"]).success();
+        let r = emubuild(
+            store.path(),
+            &[
+                "run",
+                "--name",
+                &name,
+                "--platform",
+                platform,
+                "--from",
+                &from,
+                "--",
+                "uname",
+                "-m",
+            ],
+        )
+        .success();
         assert_eq!(r.stdout.trim(), *uname, "{tag} {platform}");
     }
     // The image's own config: its Env reaches the command.
-    let r = emubuild(store.path(), &["run", "--name", "c0", "--", "sh", "-c", "echo $PATH"]).success();
+    let r = emubuild(
+        store.path(),
+        &["run", "--name", "c0", "--", "sh", "-c", "echo $PATH"],
+    )
+    .success();
     assert_eq!(r.stdout.trim(), "/usr/sbin:/usr/bin:/sbin:/bin");
     // A platform the index does not have.
-    let r = emubuild(store.path(), &["from", "--name", "none", "--platform", "linux/riscv64", &format!("oci:{umoci}:multi")]);
+    let r = emubuild(
+        store.path(),
+        &[
+            "from",
+            "--name",
+            "none",
+            "--platform",
+            "linux/riscv64",
+            &format!("oci:{umoci}:multi"),
+        ],
+    );
     assert_ne!(r.code, Some(0));
-    assert!(r.stderr.contains("no image for linux/riscv64") && r.stderr.contains("linux/arm64"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("no image for linux/riscv64") && r.stderr.contains("linux/arm64"),
+        "{}",
+        r.stderr
+    );
     // A missing tag lists the tags.
-    let r = emubuild(store.path(), &["from", "--name", "none", &format!("oci:{umoci}:nope")]);
-    assert!(r.stderr.contains("no tag `nope`") && r.stderr.contains("multi"), "{}", r.stderr);
+    let r = emubuild(
+        store.path(),
+        &["from", "--name", "none", &format!("oci:{umoci}:nope")],
+    );
+    assert!(
+        r.stderr.contains("no tag `nope`") && r.stderr.contains("multi"),
+        "{}",
+        r.stderr
+    );
     // buildah's output, and an oci-archive.
-    let r = emubuild(store.path(), &["run", "--name", "b", "--from", &format!("oci:{}:arm64", img("oci-buildah")), "--", "cat", "/etc/base-marker"]).success();
+    let r = emubuild(
+        store.path(),
+        &[
+            "run",
+            "--name",
+            "b",
+            "--from",
+            &format!("oci:{}:arm64", img("oci-buildah")),
+            "--",
+            "cat",
+            "/etc/base-marker",
+        ],
+    )
+    .success();
     assert_eq!(r.stdout.trim(), "base-arm64");
-    let r = emubuild(store.path(), &["run", "--name", "a", "--from", &format!("oci-archive:{}:arm64", img("oci-archive-arm64.tar")), "--", "uname", "-m"]).success();
+    let r = emubuild(
+        store.path(),
+        &[
+            "run",
+            "--name",
+            "a",
+            "--from",
+            &format!("oci-archive:{}:arm64", img("oci-archive-arm64.tar")),
+            "--",
+            "uname",
+            "-m",
+        ],
+    )
+    .success();
     assert_eq!(r.stdout.trim(), "aarch64");
 }
 
@@ -117,7 +227,11 @@ fn layers_apply_whiteouts_opaque_dirs_links_modes_and_owners() {
         stat -c '%u:%g' /home/builder/owned.txt
         cat /data/added.txt
     "#;
-    let r = emubuild(store.path(), &["run", "--from", &from, "--", "sh", "-c", script]).success();
+    let r = emubuild(
+        store.path(),
+        &["run", "--from", &from, "--", "sh", "-c", script],
+    )
+    .success();
     let lines: Vec<&str> = r.stdout.lines().collect();
     assert_eq!(lines[0], "whiteout-ok", "{}", r.stdout);
     assert_eq!(lines[1].trim(), "c", "{}", r.stdout);
@@ -133,7 +247,13 @@ fn malicious_layers_never_write_outside() {
     let (_emu, store) = setup!();
     let evil = fixtures().join("images/evil");
     require!(evil.is_dir(), "evil layer fixtures missing");
-    let probe_paths = ["/tmp/escape-absolute", "/tmp/escape-symlink", "/tmp/escape-relative", "/tmp/escape-chain", "/etc/evil.conf"];
+    let probe_paths = [
+        "/tmp/escape-absolute",
+        "/tmp/escape-symlink",
+        "/tmp/escape-relative",
+        "/tmp/escape-chain",
+        "/etc/evil.conf",
+    ];
     for p in probe_paths {
         let _ = std::fs::remove_file(p);
     }
@@ -142,20 +262,43 @@ fn malicious_layers_never_write_outside() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let r = emubuild(
             store.path(),
-            &["from", "--name", &name.replace('.', "-"), "--platform", "linux/arm64", &format!("rootfs:{}", entry.path().display())],
+            &[
+                "from",
+                "--name",
+                &name.replace('.', "-"),
+                "--platform",
+                "linux/arm64",
+                &format!("rootfs:{}", entry.path().display()),
+            ],
         );
         // Either refused with a reason, or accepted with everything kept inside.
         if r.code != Some(0) {
-            assert!(r.stderr.contains("unsafe") || r.stderr.contains("refusing") || r.stderr.contains("layer"), "{name}: {}", r.stderr);
+            assert!(
+                r.stderr.contains("unsafe")
+                    || r.stderr.contains("refusing")
+                    || r.stderr.contains("layer"),
+                "{name}: {}",
+                r.stderr
+            );
         }
     }
     for p in probe_paths {
         assert!(!Path::new(p).exists(), "{p} was written outside the root");
     }
-    assert!(!store.path().parent().unwrap().join("escape-dotdot").exists());
+    assert!(
+        !store
+            .path()
+            .parent()
+            .unwrap()
+            .join("escape-dotdot")
+            .exists()
+    );
     assert_eq!(std::fs::read("/etc/passwd").unwrap(), passwd_before);
     // Overlay xattrs from a layer never reach the unpacked tree.
-    for layer in std::fs::read_dir(store.path().join("layers")).unwrap().filter_map(Result::ok) {
+    for layer in std::fs::read_dir(store.path().join("layers"))
+        .unwrap()
+        .filter_map(Result::ok)
+    {
         for e in walk(&layer.path()) {
             for a in xattr_names(&e) {
                 assert!(!a.contains("overlay"), "{} carries {a}", e.display());
@@ -175,9 +318,16 @@ fn walk(p: &Path) -> Vec<std::path::PathBuf> {
 }
 
 fn xattr_names(p: &Path) -> Vec<String> {
-    let out = std::process::Command::new("getfattr").args(["-h", "-d", "-m", "-"]).arg(p).output();
+    let out = std::process::Command::new("getfattr")
+        .args(["-h", "-d", "-m", "-"])
+        .arg(p)
+        .output();
     match out {
-        Ok(o) => String::from_utf8_lossy(&o.stdout).lines().filter(|l| !l.starts_with('#') && !l.is_empty()).map(|l| l.to_string()).collect(),
+        Ok(o) => String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .map(|l| l.to_string())
+            .collect(),
         Err(_) => Vec::new(),
     }
 }
@@ -187,31 +337,100 @@ fn xattr_names(p: &Path) -> Vec<String> {
 fn steps_persist_failed_steps_are_discarded_and_mounts_stay_out() {
     let (_emu, store) = setup!();
     let from = format!("rootfs:{}", img("rootfs-busybox-armhf.tar"));
-    emubuild(store.path(), &["run", "--from", &from, "--", "sh", "-c", "echo one > /data/new.txt; rm /data/keep.txt"]).success();
-    emubuild(store.path(), &["run", "--", "sh", "-c", "echo junk > /data/junk.txt; exit 1"]).code_is(1);
-    let r = emubuild(store.path(), &["run", "--", "sh", "-c", "cat /data/new.txt; ls /data"]).success();
+    emubuild(
+        store.path(),
+        &[
+            "run",
+            "--from",
+            &from,
+            "--",
+            "sh",
+            "-c",
+            "echo one > /data/new.txt; rm /data/keep.txt",
+        ],
+    )
+    .success();
+    emubuild(
+        store.path(),
+        &[
+            "run",
+            "--",
+            "sh",
+            "-c",
+            "echo junk > /data/junk.txt; exit 1",
+        ],
+    )
+    .code_is(1);
+    let r = emubuild(
+        store.path(),
+        &["run", "--", "sh", "-c", "cat /data/new.txt; ls /data"],
+    )
+    .success();
     assert!(r.stdout.starts_with("one\n"), "{}", r.stdout);
-    assert!(!r.stdout.contains("keep.txt") && !r.stdout.contains("junk.txt"), "{}", r.stdout);
+    assert!(
+        !r.stdout.contains("keep.txt") && !r.stdout.contains("junk.txt"),
+        "{}",
+        r.stdout
+    );
     // The host's resolv.conf is visible, read-only, and never part of a step.
-    let r = emubuild(store.path(), &["run", "--", "sh", "-c", "test -s /etc/resolv.conf && echo visible; echo x >> /etc/resolv.conf || echo readonly"]).success();
-    assert!(r.stdout.contains("visible") && r.stdout.contains("readonly"), "{}", r.stdout);
+    let r = emubuild(
+        store.path(),
+        &[
+            "run",
+            "--",
+            "sh",
+            "-c",
+            "test -s /etc/resolv.conf && echo visible; echo x >> /etc/resolv.conf || echo readonly",
+        ],
+    )
+    .success();
+    assert!(
+        r.stdout.contains("visible") && r.stdout.contains("readonly"),
+        "{}",
+        r.stdout
+    );
     let steps = store.path().join("containers/default/linux-arm-v7/steps");
     for step in std::fs::read_dir(&steps).unwrap().filter_map(Result::ok) {
         for e in walk(&step.path()) {
-            let rel = e.strip_prefix(step.path()).unwrap().to_string_lossy().into_owned();
+            let rel = e
+                .strip_prefix(step.path())
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
             for banned in ["etc/resolv.conf", "etc/hosts", "proc", "sys", "dev"] {
                 assert_ne!(rel, banned, "step {} holds {banned}", step.path().display());
             }
         }
     }
-    let state: serde_json::Value = serde_json::from_slice(&std::fs::read(store.path().join("containers/default/linux-arm-v7/state.json")).unwrap()).unwrap();
+    let state: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            store
+                .path()
+                .join("containers/default/linux-arm-v7/state.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
     let steps = state["steps"].as_array().unwrap();
     assert_eq!(steps.len(), 3, "the failed step was recorded: {steps:?}");
-    assert!(steps[0]["created_by"].as_str().unwrap().contains("echo one"));
-    assert!(steps[2].get("dir").is_none(), "a read-only step made a layer: {:?}", steps[2]);
+    assert!(
+        steps[0]["created_by"]
+            .as_str()
+            .unwrap()
+            .contains("echo one")
+    );
+    assert!(
+        steps[2].get("dir").is_none(),
+        "a read-only step made a layer: {:?}",
+        steps[2]
+    );
     // ls and rm.
     let ls = emubuild(store.path(), &["ls"]).success();
-    assert!(ls.stdout.contains("default") && ls.stdout.contains("linux/arm/v7"), "{}", ls.stdout);
+    assert!(
+        ls.stdout.contains("default") && ls.stdout.contains("linux/arm/v7"),
+        "{}",
+        ls.stdout
+    );
     emubuild(store.path(), &["rm", "default"]).success();
     let r = emubuild(store.path(), &["run", "--", "true"]);
     assert_eq!(r.code, Some(2));
@@ -224,38 +443,135 @@ fn options_env_workdir_user_volumes_network_stdin_tty() {
     let (_emu, store) = setup!();
     let from = format!("rootfs:{}", img("rootfs-busybox-arm64.tar"));
     emubuild(store.path(), &["from", &from]).success();
-    let r = emubuild(store.path(), &["run", "-e", "GREETING=hello world", "-w", "/work/dir", "--", "sh", "-c", "echo $GREETING; pwd"]).success();
+    let r = emubuild(
+        store.path(),
+        &[
+            "run",
+            "-e",
+            "GREETING=hello world",
+            "-w",
+            "/work/dir",
+            "--",
+            "sh",
+            "-c",
+            "echo $GREETING; pwd",
+        ],
+    )
+    .success();
     assert_eq!(r.stdout, "hello world\n/work/dir\n");
-    let r = emubuild(store.path(), &["run", "--user", "builder", "--", "sh", "-c", "id -u; id -G; echo $HOME"]).success();
+    let r = emubuild(
+        store.path(),
+        &[
+            "run",
+            "--user",
+            "builder",
+            "--",
+            "sh",
+            "-c",
+            "id -u; id -G; echo $HOME",
+        ],
+    )
+    .success();
     let lines: Vec<&str> = r.stdout.lines().collect();
     assert_eq!(lines[0], "1000");
     assert!(lines[1].split(' ').any(|g| g == "10"), "{}", r.stdout);
     assert_eq!(lines[2], "/home/builder");
-    let r = emubuild(store.path(), &["run", "--user", "1234:5678", "--", "sh", "-c", "id -u; id -g"]).success();
+    let r = emubuild(
+        store.path(),
+        &[
+            "run",
+            "--user",
+            "1234:5678",
+            "--",
+            "sh",
+            "-c",
+            "id -u; id -g",
+        ],
+    )
+    .success();
     assert_eq!(r.stdout, "1234\n5678\n");
     // Volumes: read-write and read-only.
     let host = tempfile::tempdir().unwrap();
     std::fs::write(host.path().join("in.txt"), "from host").unwrap();
     let rw = format!("{}:/mnt/build", host.path().display());
-    let r = emubuild(store.path(), &["run", "-v", &rw, "--", "sh", "-c", "cat /mnt/build/in.txt; echo built > /mnt/build/out.txt"]).success();
+    let r = emubuild(
+        store.path(),
+        &[
+            "run",
+            "-v",
+            &rw,
+            "--",
+            "sh",
+            "-c",
+            "cat /mnt/build/in.txt; echo built > /mnt/build/out.txt",
+        ],
+    )
+    .success();
     assert_eq!(r.stdout, "from host");
-    assert_eq!(std::fs::read_to_string(host.path().join("out.txt")).unwrap(), "built\n");
+    assert_eq!(
+        std::fs::read_to_string(host.path().join("out.txt")).unwrap(),
+        "built\n"
+    );
     let ro = format!("{}:/mnt/ro:ro", host.path().display());
-    let r = emubuild(store.path(), &["run", "-v", &ro, "--", "sh", "-c", "touch /mnt/ro/x 2>/dev/null || echo denied"]).success();
+    let r = emubuild(
+        store.path(),
+        &[
+            "run",
+            "-v",
+            &ro,
+            "--",
+            "sh",
+            "-c",
+            "touch /mnt/ro/x 2>/dev/null || echo denied",
+        ],
+    )
+    .success();
     assert_eq!(r.stdout.trim(), "denied");
     // Network none: only lo, up.
-    let r = emubuild(store.path(), &["run", "--network", "none", "--", "sh", "-c", "cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' '"]).success();
+    let r = emubuild(
+        store.path(),
+        &[
+            "run",
+            "--network",
+            "none",
+            "--",
+            "sh",
+            "-c",
+            "cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' '",
+        ],
+    )
+    .success();
     assert_eq!(r.stdout.trim(), "lo");
     // Stdin with -i; a terminal with -t.
-    let r = emubuild_with(store.path(), &["run", "-i", "--", "sh", "-c", "read line; echo got $line"], Some(b"abc\n"), &[]).success();
+    let r = emubuild_with(
+        store.path(),
+        &["run", "-i", "--", "sh", "-c", "read line; echo got $line"],
+        Some(b"abc\n"),
+        &[],
+    )
+    .success();
     assert_eq!(r.stdout.trim(), "got abc");
-    let r = emubuild_with(store.path(), &["run", "--", "sh", "-c", "cat"], Some(b"ignored\n"), &[]).success();
+    let r = emubuild_with(
+        store.path(),
+        &["run", "--", "sh", "-c", "cat"],
+        Some(b"ignored\n"),
+        &[],
+    )
+    .success();
     assert_eq!(r.stdout, "", "stdin leaked without -i");
-    let r = emubuild(store.path(), &["run", "-t", "--", "tty"]).success();
+    let r = emubuild(store.path(), &["run", "-t", "--", "busybox", "tty"]).success();
     assert!(r.stdout.trim().starts_with("/dev/pts/"), "{:?}", r.stdout);
     // Usage errors exit 2.
-    emubuild(store.path(), &["run", "-v", "/nonexistent-host-path:/x", "--", "true"]).code_is(2);
-    emubuild(store.path(), &["run", "--platform", "linux/s390x", "--", "true"]).code_is(2);
+    emubuild(
+        store.path(),
+        &["run", "-v", "/nonexistent-host-path:/x", "--", "true"],
+    )
+    .code_is(2);
+    emubuild(
+        store.path(),
+        &["run", "--platform", "linux/s390x", "--", "true"],
+    )
+    .code_is(2);
 }
 
 #[test]
@@ -273,16 +589,33 @@ fn the_sandbox_is_a_container() {
         ls /proc/1/exe >/dev/null 2>&1; readlink /proc/1/exe >/dev/null 2>&1 && echo exe-visible || echo exe-hidden
         ps -o pid,comm | wc -l
     "#;
-    let r = emubuild(store.path(), &["run", "--name", "box", "--from", &from, "--", "sh", "-c", script]).success();
+    let r = emubuild(
+        store.path(),
+        &[
+            "run", "--name", "box", "--from", &from, "--", "sh", "-c", script,
+        ],
+    )
+    .success();
     let out = r.stdout;
-    assert!(out.contains("pid=2") || out.contains("pid=3"), "not in a new PID namespace: {out}");
+    assert!(
+        out.contains("pid=2") || out.contains("pid=3"),
+        "not in a new PID namespace: {out}"
+    );
     assert!(out.contains("\nbox\n"), "{out}");
     assert!(out.contains("CapBnd:\t00000000a80425fb"), "{out}");
-    for d in ["null", "zero", "full", "random", "urandom", "tty", "pts", "shm", "ptmx"] {
-        assert!(out.split_whitespace().any(|w| w == d), "/dev/{d} missing: {out}");
+    for d in [
+        "null", "zero", "full", "random", "urandom", "tty", "pts", "shm", "ptmx",
+    ] {
+        assert!(
+            out.split_whitespace().any(|w| w == d),
+            "/dev/{d} missing: {out}"
+        );
     }
     assert!(out.contains("sys-readonly"), "{out}");
-    assert!(out.contains("exe-hidden"), "the host binary is reachable through /proc/1/exe: {out}");
+    assert!(
+        out.contains("exe-hidden"),
+        "the host binary is reachable through /proc/1/exe: {out}"
+    );
 }
 
 #[test]
@@ -298,9 +631,16 @@ fn ctrl_c_stops_the_command() {
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(1500));
     let start = std::time::Instant::now();
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
     let status = child.wait().unwrap();
-    assert!(start.elapsed().as_secs() < 10, "SIGINT did not stop the command");
+    assert!(
+        start.elapsed().as_secs() < 10,
+        "SIGINT did not stop the command"
+    );
     assert_eq!(status.code(), Some(130));
 }
 
@@ -311,19 +651,64 @@ fn several_platforms_run_at_once_with_prefixed_output() {
     let from = format!("oci:{}:multi", img("oci-umoci"));
     let r = emubuild(
         store.path(),
-        &["run", "--platform", "linux/arm64,linux/arm/v7,linux/s390x", "--from", &from, "--", "sh", "-c", "uname -m; echo $TARGETARCH"],
+        &[
+            "run",
+            "--platform",
+            "linux/arm64,linux/arm/v7,linux/s390x",
+            "--from",
+            &from,
+            "--",
+            "sh",
+            "-c",
+            "uname -m; echo $TARGETARCH",
+        ],
     )
     .success();
-    for (p, u, a) in [("linux/arm64", "aarch64", "arm64"), ("linux/arm/v7", "armv7l", "arm"), ("linux/s390x", "s390x", "s390x")] {
-        assert!(r.stdout.lines().any(|l| l.starts_with(&format!("[{p}")) && l.ends_with(&format!("] {u}"))), "{p}: {}", r.stdout);
-        assert!(r.stdout.lines().any(|l| l.starts_with(&format!("[{p}")) && l.ends_with(&format!("] {a}"))), "{p}: {}", r.stdout);
+    for (p, u, a) in [
+        ("linux/arm64", "aarch64", "arm64"),
+        ("linux/arm/v7", "armv7l", "arm"),
+        ("linux/s390x", "s390x", "s390x"),
+    ] {
+        assert!(
+            r.stdout
+                .lines()
+                .any(|l| l.starts_with(&format!("[{p}")) && l.ends_with(&format!("] {u}"))),
+            "{p}: {}",
+            r.stdout
+        );
+        assert!(
+            r.stdout
+                .lines()
+                .any(|l| l.starts_with(&format!("[{p}")) && l.ends_with(&format!("] {a}"))),
+            "{p}: {}",
+            r.stdout
+        );
     }
-    assert!(r.stderr.contains("summary") && r.stderr.contains("ok"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("summary") && r.stderr.contains("ok"),
+        "{}",
+        r.stderr
+    );
     // One platform failing makes the whole run fail, and the summary says which.
-    let r = emubuild(store.path(), &["run", "--", "sh", "-c", "test $(uname -m) != s390x"]);
+    let r = emubuild(
+        store.path(),
+        &["run", "--", "sh", "-c", "test $(uname -m) != s390x"],
+    );
     assert_eq!(r.code, Some(1), "{}", r.stderr);
-    assert!(r.stderr.lines().any(|l| l.contains("linux/s390x") && l.contains("FAILED")), "{}", r.stderr);
-    assert!(r.stderr.lines().any(|l| l.contains("linux/arm64") && l.contains("ok")), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .lines()
+            .any(|l| l.contains("linux/s390x") && l.contains("FAILED")),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr
+            .lines()
+            .any(|l| l.contains("linux/arm64") && l.contains("ok")),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]
@@ -346,11 +731,26 @@ fn missing_emulation_fails_before_running() {
 #[serial(host_binfmt)]
 fn debian_tree_runs_its_package_manager() {
     require!(is_root(), "needs root");
-    require!(image("debian-arm64.tar").is_some(), "debian-arm64.tar missing; tests/run.sh builds it (make-images.sh --with-debian)");
+    require!(
+        image("debian-arm64.tar").is_some(),
+        "debian-arm64.tar missing; tests/run.sh builds it (make-images.sh --with-debian)"
+    );
     let _emu = Emulation::ensure(TARGETS);
     let store = tempfile::tempdir().unwrap();
     let from = format!("rootfs:{}", img("debian-arm64.tar"));
-    let r = emubuild(store.path(), &["run", "--from", &from, "--", "sh", "-c", "dpkg --print-architecture && apt-get --version | head -1"]).success();
+    let r = emubuild(
+        store.path(),
+        &[
+            "run",
+            "--from",
+            &from,
+            "--",
+            "sh",
+            "-c",
+            "dpkg --print-architecture && apt-get --version | head -1",
+        ],
+    )
+    .success();
     assert!(r.stdout.starts_with("arm64\n"), "{}", r.stdout);
     // A real package installation from the Debian archive (host network, host resolv.conf):
     // apt downloads, dpkg unpacks and runs maintainer scripts, all under emulation.

@@ -374,7 +374,10 @@ impl Emulation {
         let mut args = vec!["install", "--preserve-argv0", "--source", "system"];
         args.extend(targets);
         binfmtctl(state.path(), &args).success();
-        Emulation { _host: host, _state: state }
+        Emulation {
+            _host: host,
+            _state: state,
+        }
     }
 }
 
@@ -384,16 +387,27 @@ pub fn emubuild(store: &Path, args: &[&str]) -> Run {
 }
 
 /// Runs `emubuild` with a store, optional stdin and extra environment.
-pub fn emubuild_with(store: &Path, args: &[&str], stdin: Option<&[u8]>, env: &[(&str, &str)]) -> Run {
+pub fn emubuild_with(
+    store: &Path,
+    args: &[&str],
+    stdin: Option<&[u8]>,
+    env: &[(&str, &str)],
+) -> Run {
     use std::io::Write;
     let mut c = Command::new(emubuild_bin());
-    c.args(args).env("EMUBUILD_STORE", store).env_remove("BINFMTCTL_ROOT");
+    c.args(args)
+        .env("EMUBUILD_STORE", store)
+        .env_remove("BINFMTCTL_ROOT");
     for (k, v) in env {
         c.env(k, v);
     }
-    c.stdin(if stdin.is_some() { std::process::Stdio::piped() } else { std::process::Stdio::null() })
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
+    c.stdin(if stdin.is_some() {
+        std::process::Stdio::piped()
+    } else {
+        std::process::Stdio::null()
+    })
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped());
     let mut child = c.spawn().expect("run emubuild");
     if let Some(input) = stdin {
         let mut s = child.stdin.take().unwrap();
