@@ -493,12 +493,39 @@ pub fn run_step(
         })?;
         lowers.push(empty);
     }
+    // The run directory is kept between runs; an upper left over by a killed run is cleared.
     let run = pdir.join("run");
-    let _ = std::fs::remove_dir_all(&run);
+    let upper_dir = run.join("upper");
+    if std::fs::read_dir(&upper_dir)
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(false)
+    {
+        let _ = std::fs::remove_dir_all(&upper_dir);
+    }
     for d in ["upper", "work", "merged"] {
-        std::fs::create_dir_all(run.join(d)).map_err(|e| {
-            ContainerError::Other(format!("cannot prepare `{}`: {e}", run.display()))
-        })?;
+        let p = run.join(d);
+        if !p.is_dir() {
+            std::fs::create_dir_all(&p).map_err(|e| {
+                ContainerError::Other(format!("cannot prepare `{}`: {e}", p.display()))
+            })?;
+        }
+    }
+    // Mount points the image lacks live in a layer of their own on top, never in the step.
+    let mut wanted_points: Vec<(PathBuf, bool)> = ["proc", "dev", "sys"]
+        .iter()
+        .map(|d| (PathBuf::from(d), true))
+        .collect();
+    if opts.network == Network::Host {
+        wanted_points.push(("etc/resolv.conf".into(), false));
+        wanted_points.push(("etc/hosts".into(), false));
+    }
+    for b in &opts.mounts {
+        if let Ok(Some(rel)) = crate::rootfs::within::normalize(&b.target) {
+            wanted_points.push((rel, b.source.is_dir()));
+        }
+    }
+    if let Some(mnt) = mountpoint_layer(&run, &lowers, &wanted_points) {
+        lowers.insert(0, mnt);
     }
     let cwd = opts
         .workdir
@@ -541,7 +568,7 @@ pub fn run_step(
     let mut warnings = outcome.warnings.clone();
     if let Some(e) = &outcome.error {
         if outcome.code == sandbox::process::SETUP_FAILED {
-            let _ = std::fs::remove_dir_all(&run);
+            let _ = std::fs::remove_dir_all(&upper_dir);
             return Err(ContainerError::Other(e.clone()));
         }
         warnings.push(format!("cannot run the command: {e}"));
@@ -580,14 +607,133 @@ pub fn run_step(
             "the command failed (exit {}); this step's changes were discarded",
             outcome.code
         ));
+        let _ = std::fs::remove_dir_all(&upper_dir);
         None
     };
-    let _ = std::fs::remove_dir_all(&run);
     Ok(StepResult {
         code: outcome.code,
         step,
         warnings,
     })
+}
+
+/// Does `rel` exist in the stack of lower directories (top first)? Some(true/false) when a
+/// layer decides (an entry, or a whiteout), None when unknown (a symlink on the way).
+fn exists_in_stack(lowers: &[PathBuf], rel: &Path) -> Option<bool> {
+    use nix::fcntl::OFlag;
+    use nix::sys::stat::SFlag;
+    for l in lowers {
+        let Ok(root) = crate::rootfs::within::open_root(l) else {
+            continue;
+        };
+        match crate::rootfs::within::open_in_root(&root, rel, OFlag::O_PATH | OFlag::O_NOFOLLOW) {
+            Ok(fd) => {
+                let st = nix::sys::stat::fstat(&fd).ok()?;
+                if crate::rootfs::unpack::is_whiteout(&st) {
+                    return Some(false);
+                }
+                // A symlink at the end may point anywhere in the merged view: unknown.
+                let kind = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
+                return if kind == SFlag::S_IFLNK {
+                    None
+                } else {
+                    Some(true)
+                };
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+            Err(_) => return None,
+        }
+    }
+    Some(false)
+}
+
+/// Builds (or reuses) `run/mnt`, a layer holding the mount points the stack lacks, so they never
+/// land in the step's upper directory. Parent directories copy the owner, mode and times of the
+/// same directory below, so the merged view looks as without it. None when nothing is needed.
+fn mountpoint_layer(run: &Path, lowers: &[PathBuf], wanted: &[(PathBuf, bool)]) -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let missing: Vec<&(PathBuf, bool)> = wanted
+        .iter()
+        .filter(|(p, _)| exists_in_stack(lowers, p) == Some(false))
+        .collect();
+    if missing.is_empty() {
+        return None;
+    }
+    // What the layer must hold, including the metadata of the parents it shadows.
+    let mut key = String::new();
+    let mut parents: Vec<PathBuf> = Vec::new();
+    for (p, is_dir) in &missing {
+        key.push_str(&format!("{}:{is_dir}\n", p.display()));
+        let mut a = p.parent();
+        while let Some(d) = a.filter(|d| !d.as_os_str().is_empty()) {
+            if !parents.iter().any(|x| x == d) {
+                parents.push(d.to_path_buf());
+            }
+            a = d.parent();
+        }
+    }
+    parents.sort();
+    let below = |d: &Path| {
+        lowers.iter().find_map(|l| {
+            std::fs::symlink_metadata(l.join(d))
+                .ok()
+                .filter(|m| m.is_dir())
+        })
+    };
+    for d in &parents {
+        if let Some(m) = below(d) {
+            key.push_str(&format!(
+                "{}:{:o}:{}:{}:{}\n",
+                d.display(),
+                m.mode(),
+                m.uid(),
+                m.gid(),
+                m.mtime()
+            ));
+        }
+    }
+    let mnt = run.join("mnt");
+    let key_file = run.join("mnt.key");
+    if mnt.is_dir() && std::fs::read_to_string(&key_file).ok().as_deref() == Some(key.as_str()) {
+        return Some(mnt);
+    }
+    let _ = std::fs::remove_dir_all(&mnt);
+    for d in &parents {
+        std::fs::create_dir_all(mnt.join(d)).ok()?;
+    }
+    std::fs::create_dir_all(&mnt).ok()?;
+    for (p, is_dir) in &missing {
+        let target = mnt.join(p);
+        if *is_dir {
+            std::fs::create_dir_all(&target).ok()?;
+        } else {
+            std::fs::File::create(&target).ok()?;
+        }
+    }
+    // Parents last (creating children changed their times), deepest first.
+    let mut by_depth = parents.clone();
+    by_depth.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for d in by_depth {
+        if let Some(m) = below(&d) {
+            let p = mnt.join(&d);
+            let _ = std::os::unix::fs::lchown(&p, Some(m.uid()), Some(m.gid()));
+            let _ = std::fs::set_permissions(
+                &p,
+                std::os::unix::fs::PermissionsExt::from_mode(m.mode() & 0o7777),
+            );
+            let t = nix::sys::time::TimeSpec::new(m.mtime(), m.mtime_nsec());
+            let a = nix::sys::time::TimeSpec::new(m.atime(), m.atime_nsec());
+            let _ = nix::sys::stat::utimensat(
+                nix::fcntl::AT_FDCWD,
+                &p,
+                &a,
+                &t,
+                nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+            );
+        }
+    }
+    std::fs::write(&key_file, key).ok()?;
+    Some(mnt)
 }
 
 /// Removes mount points the sandbox created, when they are still empty (deepest first), then

@@ -491,7 +491,7 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, StoreError>
 
 fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<(), StoreError> {
     let bytes = serde_json::to_vec_pretty(v).expect("serialisable");
-    write_atomic(path, &bytes, 0o644).map_err(io_err("write", path))
+    crate::util::replace_file(path, &bytes, 0o644).map_err(io_err("write", path))
 }
 
 #[cfg(test)]

@@ -22,6 +22,22 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
     Ok(())
 }
 
+/// Replaces a file atomically (temporary file + rename) without waiting for the disk: a
+/// killed process never leaves a partial file; a power cut may lose the latest version. For
+/// state that is rewritten often (working-container state).
+pub fn replace_file(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
+    tmp.write_all(data)?;
+    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(mode))?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
 /// Best-effort fsync of a directory (makes a rename durable).
 pub fn sync_dir(dir: &Path) {
     if let Ok(d) = File::open(dir) {

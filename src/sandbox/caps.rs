@@ -24,14 +24,16 @@ pub const DEFAULT: &[Capability] = &[
 /// CAP_SETPCAP is still held, before changing user.
 pub fn restrict_to_default() -> Result<(), caps::errors::CapsError> {
     for cap in caps::all() {
-        if DEFAULT.contains(&cap) {
-            continue;
-        }
-        if caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false) {
+        if !DEFAULT.contains(&cap) {
+            // One prctl each; dropping a capability already absent is not an error.
             caps::drop(None, CapSet::Bounding, cap)?;
         }
-        let _ = caps::drop(None, CapSet::Inheritable, cap);
     }
+    let keep: caps::CapsHashSet = caps::read(None, CapSet::Inheritable)?
+        .into_iter()
+        .filter(|c| DEFAULT.contains(c))
+        .collect();
+    caps::set(None, CapSet::Inheritable, &keep)?;
     caps::clear(None, CapSet::Ambient)?;
     Ok(())
 }

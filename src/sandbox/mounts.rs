@@ -127,7 +127,27 @@ pub fn setup(spec: &RunSpec) -> Result<Prepared> {
         .map_err(ctx("open /dev"))?;
     for d in DEVICES {
         let host = Path::new("/dev").join(d);
-        if !host.exists() {
+        let Ok(meta) = std::fs::metadata(&host) else {
+            continue;
+        };
+        // A device node of its own where allowed (real root), else the host's bound in.
+        use std::os::unix::fs::MetadataExt;
+        let made = nix::sys::stat::mknodat(
+            &dev,
+            *d,
+            nix::sys::stat::SFlag::S_IFCHR,
+            Mode::from_bits_truncate(0o666),
+            meta.rdev(),
+        );
+        if made.is_ok() {
+            // mknod's mode went through the umask; these nodes are world-writable.
+            nix::sys::stat::fchmodat(
+                &dev,
+                *d,
+                Mode::from_bits_truncate(0o666),
+                nix::sys::stat::FchmodatFlags::FollowSymlink,
+            )
+            .map_err(ctx(format!("set the mode of /dev/{d}")))?;
             continue;
         }
         let f = nix::fcntl::openat(
