@@ -485,11 +485,11 @@ fn options_env_workdir_user_volumes_network_stdin_tty() {
             "--",
             "sh",
             "-c",
-            "id -u; id -g",
+            "id -u; id -g; echo x > /dev/null && echo null-writable",
         ],
     )
     .success();
-    assert_eq!(r.stdout, "1234\n5678\n");
+    assert_eq!(r.stdout, "1234\n5678\nnull-writable\n");
     // Volumes: read-write and read-only.
     let host = tempfile::tempdir().unwrap();
     std::fs::write(host.path().join("in.txt"), "from host").unwrap();
