@@ -145,6 +145,37 @@ fn oci_layouts_from_other_tools_and_platform_selection() {
         .success();
         assert_eq!(r.stdout.trim(), *uname, "{tag} {platform}");
     }
+    // The same base again costs no unpacking: its layer directories are reused as they are.
+    let layers_before: Vec<_> = std::fs::read_dir(store.path().join("layers"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| (e.file_name(), e.metadata().unwrap().modified().unwrap()))
+        .collect();
+    emubuild(
+        store.path(),
+        &[
+            "from",
+            "--name",
+            "again",
+            "--platform",
+            "linux/arm64",
+            &format!("oci:{umoci}:multi"),
+        ],
+    )
+    .success();
+    let layers_after: Vec<_> = std::fs::read_dir(store.path().join("layers"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| (e.file_name(), e.metadata().unwrap().modified().unwrap()))
+        .collect();
+    assert_eq!(layers_before.len(), layers_after.len());
+    for l in &layers_after {
+        assert!(
+            layers_before.contains(l),
+            "layer {:?} was unpacked again",
+            l.0
+        );
+    }
     // The image's own config: its Env reaches the command.
     let r = emubuild(
         store.path(),
