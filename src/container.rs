@@ -598,6 +598,7 @@ pub fn run_step(
             created: crate::util::rfc3339(crate::util::build_time()),
             dir,
             layer: None,
+            compression: None,
         };
         state.steps.push(step.clone());
         cdir.write_platform(&state)?;

@@ -13,10 +13,12 @@
 pub mod arch;
 pub mod binfmt;
 pub mod cli;
+pub mod commit;
 pub mod container;
 pub mod digest;
 pub mod elf;
 pub mod emulator;
+pub mod inspect;
 pub mod oci;
 pub mod platform;
 pub mod rootfs;

@@ -400,6 +400,9 @@ pub struct Step {
     /// The step's layer once snapshotted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub layer: Option<LayerRef>,
+    /// The compression the layer was made with (`gzip:6`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression: Option<String>,
 }
 
 /// A working container's state for one platform.

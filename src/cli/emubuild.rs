@@ -50,6 +50,56 @@ pub enum Command_ {
     Ls(LsArgs),
     /// Remove working containers (layers shared with others stay).
     Rm(RmArgs),
+    /// Write the working container as images, one per platform, joined by an OCI image index.
+    Commit(CommitArgs),
+    /// Show an image or index in an OCI layout or archive: platforms, layers, history.
+    Inspect(InspectArgs),
+}
+
+/// `commit` arguments.
+#[derive(Debug, Args)]
+pub struct CommitArgs {
+    /// Working container.
+    #[arg(long, default_value = "default")]
+    pub name: String,
+    /// Layer compression: gzip[:LEVEL] (default), zstd[:LEVEL], none.
+    #[arg(long, default_value = "gzip")]
+    pub compression: String,
+    /// Default command: a JSON array, or words split on spaces.
+    #[arg(long, value_name = "CMD")]
+    pub cmd: Option<String>,
+    /// Entrypoint: a JSON array, or words split on spaces ('' clears it).
+    #[arg(long, value_name = "ENTRYPOINT")]
+    pub entrypoint: Option<String>,
+    /// Set an environment variable in the image.
+    #[arg(long = "env", value_name = "K=V")]
+    pub env: Vec<String>,
+    /// Set a label.
+    #[arg(long = "label", value_name = "K=V")]
+    pub labels: Vec<String>,
+    /// Working directory of the image.
+    #[arg(long, value_name = "DIR")]
+    pub workdir: Option<String>,
+    /// User of the image.
+    #[arg(long, value_name = "USER[:GROUP]")]
+    pub user: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// oci:DIR[:TAG] or oci-archive:FILE[:TAG] (TAG defaults to `latest`).
+    #[arg(value_name = "DEST")]
+    pub dest: String,
+}
+
+/// `inspect` arguments.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// oci:DIR[:TAG] or oci-archive:FILE[:TAG].
+    #[arg(value_name = "IMAGE")]
+    pub image: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `from` arguments.
@@ -162,6 +212,8 @@ pub fn run_cli(cli: Cli) -> Result<Exit> {
         Command_::Run(a) => run(&ctx, &cli, a),
         Command_::Ls(a) => ls(&ctx, a),
         Command_::Rm(a) => rm(&ctx, a),
+        Command_::Commit(a) => commit(&ctx, a),
+        Command_::Inspect(a) => inspect(&ctx, a),
     }
 }
 
@@ -461,6 +513,81 @@ fn rm(ctx: &Context, a: &RmArgs) -> Result<Exit> {
         }
     }
     Ok(if failed { Exit::Failure } else { Exit::Success })
+}
+
+fn words(s: &str) -> Result<Vec<String>> {
+    if s.trim_start().starts_with('[') {
+        serde_json::from_str(s)
+            .map_err(|e| UsageError(format!("`{s}` is not a JSON array of strings: {e}")).into())
+    } else {
+        Ok(s.split_whitespace().map(str::to_string).collect())
+    }
+}
+
+fn pairs(list: &[String], what: &str) -> Result<Vec<(String, String)>> {
+    list.iter()
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+            _ => Err(UsageError(format!("`{what} {kv}`: expected K=V")).into()),
+        })
+        .collect()
+}
+
+fn commit(ctx: &Context, a: &CommitArgs) -> Result<Exit> {
+    let dest: crate::commit::Dest = a.dest.parse().map_err(UsageError)?;
+    let compression = a.compression.parse().map_err(UsageError)?;
+    let edits = crate::commit::ConfigEdits {
+        cmd: a.cmd.as_deref().map(words).transpose()?,
+        entrypoint: a.entrypoint.as_deref().map(words).transpose()?,
+        env: pairs(&a.env, "--env")?,
+        labels: pairs(&a.labels, "--label")?,
+        workdir: a.workdir.clone(),
+        user: a.user.clone(),
+    };
+    let opts = crate::commit::CommitOptions { compression, edits };
+    let done = crate::commit::commit(ctx, &a.name, &dest, &opts)?;
+    if a.json {
+        output::json(&done);
+    } else {
+        println!("{}", done.index);
+        for i in &done.images {
+            eprintln!(
+                "{PROG}: {} {} ({} layers)",
+                i.platform,
+                i.manifest,
+                i.layers.len()
+            );
+        }
+        eprintln!("{PROG}: wrote {} (index {})", done.dest, done.index);
+    }
+    Ok(Exit::Success)
+}
+
+fn inspect(ctx: &Context, a: &InspectArgs) -> Result<Exit> {
+    let image = parse_image(&a.image)?;
+    let staging;
+    let (layout, tag) = match &image {
+        ImageRef::Oci { dir, tag } => (crate::oci::layout::Layout::open(dir)?, tag.clone()),
+        ImageRef::OciArchive { file, tag } => {
+            staging = ctx.store.staging()?;
+            (
+                crate::oci::layout::extract_archive(file, staging.path())?,
+                tag.clone(),
+            )
+        }
+        _ => {
+            return Err(
+                UsageError("inspect reads oci:DIR[:TAG] or oci-archive:FILE[:TAG]".into()).into(),
+            );
+        }
+    };
+    let report = crate::inspect::inspect(&layout, tag.as_deref())?;
+    if a.json {
+        output::json(&report);
+    } else {
+        crate::inspect::print(&report);
+    }
+    Ok(Exit::Success)
 }
 
 #[cfg(test)]

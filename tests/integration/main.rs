@@ -6,6 +6,7 @@
 
 mod arch_table;
 mod binfmtctl;
+mod commit;
 mod emubuild;
 mod fetch;
 mod util;

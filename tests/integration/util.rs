@@ -421,3 +421,14 @@ pub fn image(name: &str) -> Option<PathBuf> {
     let p = fixtures().join("images").join(name);
     p.exists().then_some(p)
 }
+
+/// A temporary directory whose path is all lowercase (buildah derives image names from paths).
+pub fn lowercase_tempdir() -> tempfile::TempDir {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    tempfile::Builder::new()
+        .prefix(&format!("emukit-{}-{n}", std::process::id()))
+        .rand_bytes(0)
+        .tempdir()
+        .expect("temporary directory")
+}
