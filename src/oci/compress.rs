@@ -175,7 +175,30 @@ impl<W: Write + Send> LayerWriter<W> {
     }
 }
 
+/// Would deflate gain nothing on this chunk? Three 8 KiB samples (start, middle, end) are
+/// compressed at the fastest level; when none shrinks below 97%, the chunk is stored instead of
+/// compressed (already-compressed or random data), which costs a copy rather than a search.
+/// The decision depends only on the bytes, so output stays reproducible.
+fn looks_incompressible(data: &[u8]) -> bool {
+    const SAMPLE: usize = 8 << 10;
+    if data.len() < 4 * SAMPLE {
+        return false;
+    }
+    [0, data.len() / 2 - SAMPLE / 2, data.len() - SAMPLE]
+        .iter()
+        .all(|&at| {
+            let sample = &data[at..at + SAMPLE];
+            let mut e = flate2::write::DeflateEncoder::new(
+                Vec::with_capacity(SAMPLE + 64),
+                flate2::Compression::fast(),
+            );
+            e.write_all(sample).is_ok()
+                && e.finish().is_ok_and(|c| c.len() * 100 > sample.len() * 97)
+        })
+}
+
 fn gzip_member(data: &[u8], level: u32) -> io::Result<Vec<u8>> {
+    let level = if looks_incompressible(data) { 0 } else { level };
     let mut e = flate2::write::GzEncoder::new(
         Vec::with_capacity(data.len() / 2 + 64),
         flate2::Compression::new(level),
@@ -277,6 +300,27 @@ mod tests {
             roundtrip(c, b"small");
             roundtrip(c, &big);
         }
+    }
+
+    #[test]
+    fn incompressible_chunks_are_stored_and_still_valid() {
+        // Pseudo-random bytes (xorshift): deflate cannot shrink them.
+        let mut x: u64 = 0x9e3779b97f4a7c15;
+        let random: Vec<u8> = (0..CHUNK)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        assert!(looks_incompressible(&random));
+        let text = b"the quick brown fox ".repeat(CHUNK / 20);
+        assert!(!looks_incompressible(&text));
+        roundtrip(Compression::Gzip(6), &random);
+        let mut mixed = random.clone();
+        mixed.extend_from_slice(&text);
+        roundtrip(Compression::Gzip(9), &mixed);
     }
 
     #[test]
