@@ -618,36 +618,6 @@ pub fn run_step(
     })
 }
 
-/// Does `rel` exist in the stack of lower directories (top first)? Some(true/false) when a
-/// layer decides (an entry, or a whiteout), None when unknown (a symlink on the way).
-fn exists_in_stack(lowers: &[PathBuf], rel: &Path) -> Option<bool> {
-    use nix::fcntl::OFlag;
-    use nix::sys::stat::SFlag;
-    for l in lowers {
-        let Ok(root) = crate::rootfs::within::open_root(l) else {
-            continue;
-        };
-        match crate::rootfs::within::open_in_root(&root, rel, OFlag::O_PATH | OFlag::O_NOFOLLOW) {
-            Ok(fd) => {
-                let st = nix::sys::stat::fstat(&fd).ok()?;
-                if crate::rootfs::unpack::is_whiteout(&st) {
-                    return Some(false);
-                }
-                // A symlink at the end may point anywhere in the merged view: unknown.
-                let kind = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
-                return if kind == SFlag::S_IFLNK {
-                    None
-                } else {
-                    Some(true)
-                };
-            }
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
-            Err(_) => return None,
-        }
-    }
-    Some(false)
-}
-
 /// Builds (or reuses) `run/mnt`, a layer holding the mount points the stack lacks, so they never
 /// land in the step's upper directory. Parent directories copy the owner, mode and times of the
 /// same directory below, so the merged view looks as without it. None when nothing is needed.
@@ -655,7 +625,7 @@ fn mountpoint_layer(run: &Path, lowers: &[PathBuf], wanted: &[(PathBuf, bool)]) 
     use std::os::unix::fs::MetadataExt;
     let missing: Vec<&(PathBuf, bool)> = wanted
         .iter()
-        .filter(|(p, _)| exists_in_stack(lowers, p) == Some(false))
+        .filter(|(p, _)| crate::rootfs::stack::exists(lowers, p) == Some(false))
         .collect();
     if missing.is_empty() {
         return None;
@@ -674,15 +644,8 @@ fn mountpoint_layer(run: &Path, lowers: &[PathBuf], wanted: &[(PathBuf, bool)]) 
         }
     }
     parents.sort();
-    let below = |d: &Path| {
-        lowers.iter().find_map(|l| {
-            std::fs::symlink_metadata(l.join(d))
-                .ok()
-                .filter(|m| m.is_dir())
-        })
-    };
     for d in &parents {
-        if let Some(m) = below(d) {
+        if let Some(m) = crate::rootfs::stack::dir_meta(lowers, d) {
             key.push_str(&format!(
                 "{}:{:o}:{}:{}:{}\n",
                 d.display(),
@@ -715,23 +678,7 @@ fn mountpoint_layer(run: &Path, lowers: &[PathBuf], wanted: &[(PathBuf, bool)]) 
     let mut by_depth = parents.clone();
     by_depth.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
     for d in by_depth {
-        if let Some(m) = below(&d) {
-            let p = mnt.join(&d);
-            let _ = std::os::unix::fs::lchown(&p, Some(m.uid()), Some(m.gid()));
-            let _ = std::fs::set_permissions(
-                &p,
-                std::os::unix::fs::PermissionsExt::from_mode(m.mode() & 0o7777),
-            );
-            let t = nix::sys::time::TimeSpec::new(m.mtime(), m.mtime_nsec());
-            let a = nix::sys::time::TimeSpec::new(m.atime(), m.atime_nsec());
-            let _ = nix::sys::stat::utimensat(
-                nix::fcntl::AT_FDCWD,
-                &p,
-                &a,
-                &t,
-                nix::sys::stat::UtimensatFlags::NoFollowSymlink,
-            );
-        }
+        crate::rootfs::stack::copy_dir_meta(lowers, &d, &mnt.join(&d));
     }
     std::fs::write(&key_file, key).ok()?;
     Some(mnt)
@@ -868,4 +815,172 @@ mod tests {
         let env = command_env(&serde_json::json!({}), &"linux/arm64".parse().unwrap(), &[]);
         assert_eq!(env[0], ("PATH".into(), DEFAULT_PATH.into()));
     }
+}
+
+/// Options of `copy`.
+#[derive(Debug, Clone)]
+pub struct CopyOptions {
+    /// Host paths.
+    pub sources: Vec<PathBuf>,
+    /// Destination inside the container (absolute; a trailing `/` means a directory).
+    pub dest: String,
+    /// Mode for every copied file and directory.
+    pub chmod: Option<u32>,
+    /// `user[:group]` for every copied entry (names from the image).
+    pub chown: Option<String>,
+}
+
+/// Copies host files into every platform of a working container as a new step (no emulation),
+/// as Docker's COPY: a directory's contents are copied, several sources or a destination ending
+/// in `/` make the destination a directory. Parent directories keep the image's owner and mode,
+/// and symlinked directories in the image are followed.
+pub fn copy_step(ctx: &Context, name: &str, opts: &CopyOptions) -> Result<Vec<Step>, ContainerError> {
+    let cdir = ctx.container(name);
+    let c = cdir.read().map_err(|_| StoreError::NoContainer(name.to_string()))?;
+    if !opts.dest.starts_with('/') {
+        return Err(ContainerError::Other(format!("`{}`: the destination must be an absolute path inside the container", opts.dest)));
+    }
+    for s in &opts.sources {
+        if std::fs::symlink_metadata(s).is_err() {
+            return Err(ContainerError::Other(format!("`{}` does not exist on the host", s.display())));
+        }
+    }
+    let dest_rel = crate::rootfs::within::normalize(Path::new(&opts.dest))
+        .map_err(ContainerError::Other)?
+        .unwrap_or_default();
+    let into_dir = opts.dest.ends_with('/') || opts.sources.len() > 1 || dest_rel.as_os_str().is_empty();
+    let mut steps = Vec::new();
+    for p in c.platforms.iter().filter_map(|p| p.parse::<Platform>().ok()) {
+        let _lock = cdir.lock_platform(&p)?;
+        let mut state = cdir.read_platform(&p)?;
+        let pdir = cdir.platform_dir(&p);
+        let mut lowers: Vec<PathBuf> = state.steps.iter().rev().filter_map(|s| s.dir.as_ref().map(|d| pdir.join(d))).collect();
+        for l in state.base_layers.iter().rev() {
+            lowers.push(ctx.store.layer_dir(&l.diff_id)?);
+        }
+        let owner = match &opts.chown {
+            None => (0, 0),
+            Some(spec) => {
+                let read = |f: &str| {
+                    let rel = crate::rootfs::stack::resolve(&lowers, Path::new(f)).unwrap_or_else(|_| PathBuf::from(f));
+                    lowers.iter().find_map(|l| std::fs::read_to_string(l.join(&rel)).ok()).unwrap_or_default()
+                };
+                let u = crate::sandbox::user::resolve(spec, &read("etc/passwd"), &read("etc/group")).map_err(ContainerError::Other)?;
+                (u.uid, u.gid)
+            }
+        };
+        // Where the destination really is in this image, and whether it is a directory there.
+        let dest = crate::rootfs::stack::resolve(&lowers, &dest_rel).map_err(ContainerError::Other)?;
+        let dest_is_dir = into_dir
+            || dest.as_os_str().is_empty()
+            || crate::rootfs::stack::dir_meta(&lowers, &dest).is_some()
+            || (opts.sources.len() == 1 && opts.sources[0].is_dir());
+        let n = state.steps.len() + 1;
+        std::fs::create_dir_all(pdir.join("steps")).map_err(|e| ContainerError::Other(e.to_string()))?;
+        let stage = tempfile::Builder::new()
+            .prefix(".copy-")
+            .tempdir_in(pdir.join("steps"))
+            .map_err(|e| ContainerError::Other(format!("cannot stage the copy: {e}")))?;
+        let root = stage.path();
+        let target_dir = if dest_is_dir { dest.clone() } else { dest.parent().map(Path::to_path_buf).unwrap_or_default() };
+        // Parents, with the image's metadata where the image has them.
+        let mut parents = Vec::new();
+        let mut a = Some(target_dir.as_path());
+        while let Some(d) = a.filter(|d| !d.as_os_str().is_empty()) {
+            parents.push(d.to_path_buf());
+            a = d.parent();
+        }
+        std::fs::create_dir_all(root.join(&target_dir)).map_err(|e| ContainerError::Other(e.to_string()))?;
+        for src in &opts.sources {
+            let meta = std::fs::symlink_metadata(src).map_err(|e| ContainerError::Other(format!("`{}`: {e}", src.display())))?;
+            if meta.is_dir() {
+                copy_tree(src, &root.join(&target_dir), opts.chmod, owner)?;
+            } else {
+                let file_name = if dest_is_dir {
+                    src.file_name().map(PathBuf::from).unwrap_or_default()
+                } else {
+                    dest.file_name().map(PathBuf::from).unwrap_or_default()
+                };
+                copy_entry(src, &root.join(&target_dir).join(file_name), opts.chmod, owner)?;
+            }
+        }
+        // Deepest first: setting a child's times would change its parent's.
+        parents.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+        for d in &parents {
+            if crate::rootfs::stack::dir_meta(&lowers, d).is_some() {
+                crate::rootfs::stack::copy_dir_meta(&lowers, d, &root.join(d));
+            } else if dest_is_dir && *d == target_dir {
+                apply_owner_mode(&root.join(d), Some(opts.chmod.unwrap_or(0o755)), owner)?;
+            }
+        }
+        let rel = format!("steps/{n}");
+        let final_dir = pdir.join(&rel);
+        let _ = std::fs::remove_dir_all(&final_dir);
+        let staged = stage.keep();
+        std::fs::rename(&staged, &final_dir).map_err(|e| ContainerError::Other(format!("cannot keep the copy: {e}")))?;
+        let mut words: Vec<String> = vec!["emubuild".into(), "copy".into()];
+        words.extend(opts.sources.iter().map(|s| s.display().to_string()));
+        words.push(opts.dest.clone());
+        let step = Step {
+            created_by: crate::util::shell_join(&words),
+            created: crate::util::rfc3339(crate::util::build_time()),
+            dir: Some(rel),
+            layer: None,
+            compression: None,
+        };
+        state.steps.push(step.clone());
+        cdir.write_platform(&state)?;
+        steps.push(step);
+    }
+    Ok(steps)
+}
+
+fn apply_owner_mode(p: &Path, mode: Option<u32>, owner: (u32, u32)) -> Result<(), ContainerError> {
+    std::os::unix::fs::lchown(p, Some(owner.0), Some(owner.1)).map_err(|e| ContainerError::Other(format!("cannot set the owner of {}: {e}", p.display())))?;
+    if let Some(m) = mode {
+        std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(m))
+            .map_err(|e| ContainerError::Other(format!("cannot set the mode of {}: {e}", p.display())))?;
+    }
+    Ok(())
+}
+
+/// Copies one host entry (file, symlink, directory tree) to `dest` in a new layer.
+fn copy_entry(src: &Path, dest: &Path, chmod: Option<u32>, owner: (u32, u32)) -> Result<(), ContainerError> {
+    use std::os::unix::fs::MetadataExt;
+    let err = |e: std::io::Error| ContainerError::Other(format!("cannot copy `{}`: {e}", src.display()));
+    let meta = std::fs::symlink_metadata(src).map_err(err)?;
+    if meta.file_type().is_symlink() {
+        let target = std::fs::read_link(src).map_err(err)?;
+        std::os::unix::fs::symlink(target, dest).map_err(err)?;
+        let _ = std::os::unix::fs::lchown(dest, Some(owner.0), Some(owner.1));
+        return Ok(());
+    }
+    if meta.is_dir() {
+        std::fs::create_dir_all(dest).map_err(err)?;
+        copy_tree(src, dest, chmod, owner)?;
+        apply_owner_mode(dest, chmod.or(Some(meta.mode() & 0o7777)), owner)?;
+        return Ok(());
+    }
+    if !meta.is_file() {
+        return Err(ContainerError::Other(format!("`{}` is not a regular file, directory or symlink", src.display())));
+    }
+    std::fs::copy(src, dest).map_err(err)?;
+    apply_owner_mode(dest, chmod.or(Some(meta.mode() & 0o7777)), owner)?;
+    let t = nix::sys::time::TimeSpec::new(meta.mtime(), meta.mtime_nsec());
+    let _ = nix::sys::stat::utimensat(nix::fcntl::AT_FDCWD, dest, &t, &t, nix::sys::stat::UtimensatFlags::NoFollowSymlink);
+    Ok(())
+}
+
+/// Copies a directory's contents into `dest`.
+fn copy_tree(src: &Path, dest: &Path, chmod: Option<u32>, owner: (u32, u32)) -> Result<(), ContainerError> {
+    let mut names: Vec<_> = std::fs::read_dir(src)
+        .map_err(|e| ContainerError::Other(format!("cannot read `{}`: {e}", src.display())))?
+        .filter_map(Result::ok)
+        .map(|e| e.file_name())
+        .collect();
+    names.sort();
+    for n in names {
+        copy_entry(&src.join(&n), &dest.join(&n), chmod, owner)?;
+    }
+    Ok(())
 }

@@ -242,6 +242,58 @@ fn run_probes(reports: Vec<&mut TargetReport>) {
     }
 }
 
+/// Registers again every handler binfmtctl persisted in `persist_dir` that is missing (the
+/// systemd unit runs this after systemd-binfmt, which flushes every entry), then verifies them.
+pub fn restore(fs: &BinfmtFs, persist_dir: &Path, state_dir: &Path) -> Result<Report, FsError> {
+    let mounted_now = fs.ensure_mounted()?;
+    let owners = Owners::new(state_dir, fs.root());
+    let mut reports = Vec::new();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(persist_dir)
+        .map(|rd| rd.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    files.sort();
+    for f in files {
+        let Some(name) = f.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".conf")) else {
+            continue;
+        };
+        let is_ours = std::fs::read_to_string(&f).is_ok_and(|t| t.starts_with(persist::MARKER));
+        let Some(reg) = persist::read(persist_dir, name).filter(|_| is_ours) else {
+            continue;
+        };
+        let Some(target) = Table::get().resolve(name).ok().filter(|t| t.handler_name() == name) else {
+            continue;
+        };
+        let mut r = TargetReport::new(target);
+        r.line = reg.encode().ok();
+        r.persisted = Some(f.clone());
+        match fs.entry(&reg.name) {
+            Ok(Some(e)) if reg.same_as(&e) => r.action = Some(Action::Unchanged),
+            Ok(Some(e)) => {
+                r.error = Some(format!(
+                    "`{}` is registered with another line (interpreter {}); `binfmtctl install --replace {}` restores ours",
+                    e.name, e.interpreter, target.name
+                ))
+            }
+            Ok(None) => match fs.register(&reg) {
+                Ok(()) => {
+                    let _ = owners.record(&reg);
+                    r.action = Some(Action::Registered);
+                }
+                Err(e) => r.error = Some(e.to_string()),
+            },
+            Err(e) => r.error = Some(e.to_string()),
+        }
+        reports.push(r);
+    }
+    let to_verify: Vec<&mut TargetReport> = reports.iter_mut().filter(|r| r.error.is_none()).collect();
+    run_probes(to_verify);
+    Ok(Report {
+        root: fs.root().to_path_buf(),
+        mounted_now,
+        targets: reports,
+    })
+}
+
 /// Options of `uninstall`.
 #[derive(Debug, Clone)]
 pub struct UninstallOptions {

@@ -1,6 +1,6 @@
 //! `binfmtctl`: manage QEMU user-mode emulation through the kernel's binfmt_misc.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
@@ -23,15 +23,23 @@ const PROG: &str = "binfmtctl";
 /// Manage QEMU user-mode emulation through binfmt_misc: register static emulators with the F
 /// flag, prove they work by running a foreign program, and remove only what binfmtctl added.
 #[derive(Debug, Parser)]
-#[command(name = "binfmtctl", version, about, long_about = None)]
+#[command(name = "binfmtctl", version, about, long_about = None, args_conflicts_with_subcommands = true)]
 pub struct Cli {
     /// The binfmt_misc mount to work on.
     #[arg(long, global = true, env = "BINFMTCTL_ROOT", default_value = DEFAULT_ROOT, value_name = "DIR")]
     pub root: PathBuf,
 
-    /// What to do.
+    /// tonistiigi/binfmt compatibility: targets or platforms to install, comma-separated, or `all`.
+    #[arg(long = "install", value_name = "LIST")]
+    pub compat_install: Option<String>,
+    /// tonistiigi/binfmt compatibility: entries to uninstall (`qemu-*`, `qemu-aarch64`, `arm64`...);
+    /// only entries binfmtctl registered are removed.
+    #[arg(long = "uninstall", value_name = "LIST")]
+    pub compat_uninstall: Option<String>,
+
+    /// What to do (without one: tonistiigi/binfmt's behaviour, the flags above then a JSON status).
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 /// The subcommands.
@@ -49,6 +57,31 @@ pub enum Command {
     Uninstall(UninstallArgs),
     /// Download static emulators from the Debian archive, verified end to end, into the cache.
     Fetch(FetchArgs),
+    /// Register again the handlers `install --persist` wrote (after systemd-binfmt flushed them).
+    Restore(RestoreArgs),
+    /// Print a shell completion script.
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff).
+    Man,
+}
+
+/// `restore` arguments.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// Where `--persist` wrote.
+    #[arg(long, value_name = "DIR", env = "BINFMTCTL_PERSIST_DIR", default_value = persist::DEFAULT_DIR, hide_short_help = true)]
+    pub persist_dir: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `completions` arguments.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// Where emulators come from when they must be fetched (shared by `install` and `fetch`).
@@ -161,6 +194,13 @@ pub struct InstallArgs {
     /// Also write `/etc/binfmt.d/qemu-<target>.conf` so the handlers come back after a reboot.
     #[arg(long)]
     pub persist: bool,
+    /// Stay in the foreground and register again any of these handlers that vanish (for a
+    /// DaemonSet: systemd-binfmt flushes every entry when it restarts).
+    #[arg(long)]
+    pub keep: bool,
+    /// With `--keep`: seconds between checks.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS", requires = "keep")]
+    pub interval: u64,
     /// Where `--persist` writes.
     #[arg(long, value_name = "DIR", env = "BINFMTCTL_PERSIST_DIR", default_value = persist::DEFAULT_DIR, hide_short_help = true)]
     pub persist_dir: PathBuf,
@@ -223,14 +263,51 @@ pub fn main() -> std::process::ExitCode {
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<Exit> {
     let fs = BinfmtFs::new(&cli.root);
-    match cli.command {
+    let Some(command) = cli.command else {
+        return super::binfmt_compat::run(&fs, cli.compat_install.as_deref(), cli.compat_uninstall.as_deref());
+    };
+    match command {
         Command::Inspect(a) => inspect(&fs, &a),
         Command::Install(a) => install(&fs, &a),
         Command::Verify(a) => verify(&fs, &a),
         Command::Status(a) => status(&fs, &a),
         Command::Uninstall(a) => uninstall(&fs, &a),
         Command::Fetch(a) => fetch(&a),
+        Command::Restore(a) => restore(&fs, &a),
+        Command::Completions(a) => {
+            clap_complete::generate(a.shell, &mut <Cli as clap::CommandFactory>::command(), "binfmtctl", &mut std::io::stdout());
+            Ok(Exit::Success)
+        }
+        Command::Man => {
+            clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).render(&mut std::io::stdout())?;
+            Ok(Exit::Success)
+        }
     }
+}
+
+/// Prints the full status as JSON on stdout (the container image sets `BINFMTCTL_STATUS_JSON`).
+fn status_json_wanted() -> bool {
+    std::env::var_os("BINFMTCTL_STATUS_JSON").is_some_and(|v| !v.is_empty() && v != "0")
+}
+
+fn print_status_json(fs: &BinfmtFs) -> Result<()> {
+    let st = manage::status(fs, &owner::state_dir(), Path::new(persist::DEFAULT_DIR))?;
+    let cache = Cache::new(Cache::default_dir());
+    output::json(&StatusOut {
+        status: st,
+        cache: cache.records(),
+        cache_dir: cache.dir().to_path_buf(),
+    });
+    Ok(())
+}
+
+fn restore(fs: &BinfmtFs, a: &RestoreArgs) -> Result<Exit> {
+    let report = manage::restore(fs, &a.persist_dir, &owner::state_dir())?;
+    if report.targets.is_empty() {
+        eprintln!("{PROG}: no binfmtctl files in {}; nothing to restore", a.persist_dir.display());
+    }
+    print_report(&report, a.json, false, "installed");
+    Ok(if report.ok() { Exit::Success } else { Exit::Failure })
 }
 
 /// Resolves target words; `all` means every target outside the host's family.
@@ -402,7 +479,25 @@ fn install(fs: &BinfmtFs, a: &InstallArgs) -> Result<Exit> {
             "a restart of systemd-binfmt.service flushes every binfmt_misc entry and re-registers only its files; the binfmt.d files just written cover these handlers",
         );
     }
-    print_report(&report, a.json, a.dry_run, "installed");
+    if status_json_wanted() && !a.json && !a.dry_run {
+        print_report_to(&report, &mut std::io::stderr(), "installed");
+        print_status_json(fs)?;
+    } else {
+        print_report(&report, a.json, a.dry_run, "installed");
+    }
+    if a.keep && !a.dry_run {
+        let regs: Vec<crate::binfmt::Registration> = report
+            .targets
+            .iter()
+            .filter(|t| t.error.is_none())
+            .filter_map(|t| t.line.as_deref().and_then(|l| crate::binfmt::Registration::parse_line(l).ok()))
+            .collect();
+        if regs.is_empty() {
+            output::error(PROG, "nothing was registered, so there is nothing to keep");
+            return Ok(Exit::Failure);
+        }
+        return keep(fs, &regs, a.interval, &opts.state_dir, a.persist.then_some(a.persist_dir.as_path()));
+    }
     if !report.ok() && is_all(&a.targets) {
         eprintln!(
             "{PROG}: some targets failed; `binfmtctl install TARGET` retries one, `binfmtctl status` shows what is registered"
@@ -426,7 +521,7 @@ fn verify_cell(v: Option<&ProbeResult>) -> String {
     }
 }
 
-fn print_report(report: &Report, json: bool, dry_run: bool, verb: &str) {
+fn report_messages(report: &Report) {
     for t in &report.targets {
         for w in &t.warnings {
             warn(PROG, &format!("{}: {w}", t.target));
@@ -437,12 +532,13 @@ fn print_report(report: &Report, json: bool, dry_run: bool, verb: &str) {
         if let Some(v) = &t.verify
             && !v.ok()
         {
-            output::error(
-                PROG,
-                &format!("{}: verification failed: {}", t.target, v.detail),
-            );
+            output::error(PROG, &format!("{}: verification failed: {}", t.target, v.detail));
         }
     }
+}
+
+fn print_report(report: &Report, json: bool, dry_run: bool, verb: &str) {
+    report_messages(report);
     if json {
         output::json(report);
         return;
@@ -455,6 +551,16 @@ fn print_report(report: &Report, json: bool, dry_run: bool, verb: &str) {
         }
         return;
     }
+    report_table(report, &mut std::io::stdout().lock(), verb);
+}
+
+/// Messages and the table on `out` (stderr when stdout carries JSON).
+fn print_report_to(report: &Report, out: &mut dyn std::io::Write, verb: &str) {
+    report_messages(report);
+    report_table(report, out, verb);
+}
+
+fn report_table(report: &Report, out: &mut dyn std::io::Write, verb: &str) {
     let rows: Vec<Vec<String>> = report
         .targets
         .iter()
@@ -483,12 +589,9 @@ fn print_report(report: &Report, json: bool, dry_run: bool, verb: &str) {
         })
         .collect();
     if verb == "installed" {
-        output::table(
-            &["TARGET", "HANDLER", "RESULT", "EMULATOR", "VERIFY"],
-            &rows,
-        );
+        output::table_to(out, &["TARGET", "HANDLER", "RESULT", "EMULATOR", "VERIFY"], &rows);
     } else {
-        output::table(&["TARGET", "HANDLER", "RESULT"], &rows);
+        output::table_to(out, &["TARGET", "HANDLER", "RESULT"], &rows);
     }
 }
 
@@ -513,6 +616,56 @@ fn verify(fs: &BinfmtFs, a: &VerifyArgs) -> Result<Exit> {
     }
     let ok = results.iter().all(ProbeResult::ok);
     Ok(if ok { Exit::Success } else { Exit::Failure })
+}
+
+/// `install --keep`: re-register any of `regs` that vanish, every `interval` seconds, until
+/// SIGTERM or SIGINT (then exit 0).
+fn keep(fs: &BinfmtFs, regs: &[crate::binfmt::Registration], interval: u64, state_dir: &Path, persist_dir: Option<&Path>) -> Result<Exit> {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut mask = SigSet::empty();
+    mask.add(Signal::SIGTERM);
+    mask.add(Signal::SIGINT);
+    mask.thread_block()?;
+    let sfd = nix::sys::signalfd::SignalFd::new(&mask)?;
+    let owners = owner::Owners::new(state_dir, fs.root());
+    let mut warned: std::collections::HashSet<String> = std::collections::HashSet::new();
+    eprintln!("{PROG}: keeping {} handler(s), checking every {interval} s", regs.len());
+    loop {
+        let mut fds = [nix::poll::PollFd::new(std::os::fd::AsFd::as_fd(&sfd), nix::poll::PollFlags::POLLIN)];
+        let timeout = nix::poll::PollTimeout::try_from(interval.saturating_mul(1000).min(i32::MAX as u64) as i32).unwrap_or(nix::poll::PollTimeout::MAX);
+        match nix::poll::poll(&mut fds, timeout) {
+            Ok(n) if n > 0 => {
+                eprintln!("{PROG}: stopping; the handlers stay registered");
+                return Ok(Exit::Success);
+            }
+            _ => {}
+        }
+        if let Err(e) = fs.ensure_mounted() {
+            output::error(PROG, &e.to_string());
+            continue;
+        }
+        for reg in regs {
+            match fs.entry(&reg.name) {
+                Ok(Some(e)) if reg.same_as(&e) => {}
+                Ok(Some(e)) => {
+                    if warned.insert(reg.name.clone()) {
+                        warn(PROG, &format!("`{}` was replaced by another line (interpreter {}); leaving it", e.name, e.interpreter));
+                    }
+                }
+                Ok(None) => match fs.register(reg) {
+                    Ok(()) => {
+                        let _ = owners.record(reg);
+                        if let Some(dir) = persist_dir {
+                            let _ = persist::write(dir, reg);
+                        }
+                        eprintln!("{PROG}: `{}` had vanished; registered it again", reg.name);
+                    }
+                    Err(e) => output::error(PROG, &e.to_string()),
+                },
+                Err(e) => output::error(PROG, &e.to_string()),
+            }
+        }
+    }
 }
 
 #[derive(Serialize)]

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use anyhow::{Context as _, Result};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use serde::Serialize;
 
 use super::output::{self, warn};
@@ -50,10 +50,41 @@ pub enum Command_ {
     Ls(LsArgs),
     /// Remove working containers (layers shared with others stay).
     Rm(RmArgs),
+    /// Copy files from the host into the working container (every platform), as a new step.
+    Copy(CopyArgs),
     /// Write the working container as images, one per platform, joined by an OCI image index.
     Commit(CommitArgs),
     /// Show an image or index in an OCI layout or archive: platforms, layers, history.
     Inspect(InspectArgs),
+    /// Print a shell completion script.
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff).
+    Man,
+}
+
+/// `completions` arguments.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// `copy` arguments.
+#[derive(Debug, Args)]
+pub struct CopyArgs {
+    /// Working container.
+    #[arg(long, default_value = "default")]
+    pub name: String,
+    /// Mode of the copied files and directories (octal, e.g. 0755).
+    #[arg(long, value_name = "MODE")]
+    pub chmod: Option<String>,
+    /// Owner of the copied files, user[:group] (names from the image's /etc/passwd).
+    #[arg(long, value_name = "USER[:GROUP]")]
+    pub chown: Option<String>,
+    /// Host files or directories, then the destination inside the container.
+    #[arg(required = true, num_args = 2.., value_name = "SRC... DEST")]
+    pub paths: Vec<String>,
 }
 
 /// `commit` arguments.
@@ -206,14 +237,27 @@ fn context(cli: &Cli) -> Result<Context> {
 
 /// Runs a parsed command line.
 pub fn run_cli(cli: Cli) -> Result<Exit> {
+    match &cli.command {
+        Command_::Completions(a) => {
+            clap_complete::generate(a.shell, &mut Cli::command(), "emubuild", &mut std::io::stdout());
+            return Ok(Exit::Success);
+        }
+        Command_::Man => {
+            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+            return Ok(Exit::Success);
+        }
+        _ => {}
+    }
     let ctx = context(&cli)?;
     match &cli.command {
         Command_::From(a) => from(&ctx, a),
         Command_::Run(a) => run(&ctx, &cli, a),
         Command_::Ls(a) => ls(&ctx, a),
         Command_::Rm(a) => rm(&ctx, a),
+        Command_::Copy(a) => copy(&ctx, a),
         Command_::Commit(a) => commit(&ctx, a),
         Command_::Inspect(a) => inspect(&ctx, a),
+        Command_::Completions(_) | Command_::Man => unreachable!("handled above"),
     }
 }
 
@@ -531,6 +575,23 @@ fn pairs(list: &[String], what: &str) -> Result<Vec<(String, String)>> {
             _ => Err(UsageError(format!("`{what} {kv}`: expected K=V")).into()),
         })
         .collect()
+}
+
+fn copy(ctx: &Context, a: &CopyArgs) -> Result<Exit> {
+    let (dest, sources) = a.paths.split_last().expect("clap requires two paths");
+    let chmod = match &a.chmod {
+        None => None,
+        Some(m) => Some(u32::from_str_radix(m.trim_start_matches("0o"), 8).map_err(|_| UsageError(format!("`--chmod {m}`: expected an octal mode such as 0755")))?),
+    };
+    let opts = container::CopyOptions {
+        sources: sources.iter().map(PathBuf::from).collect(),
+        dest: dest.clone(),
+        chmod,
+        chown: a.chown.clone(),
+    };
+    let steps = container::copy_step(ctx, &a.name, &opts)?;
+    eprintln!("{PROG}: copied into {} platform(s) of `{}`", steps.len(), a.name);
+    Ok(Exit::Success)
 }
 
 fn commit(ctx: &Context, a: &CommitArgs) -> Result<Exit> {

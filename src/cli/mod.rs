@@ -1,6 +1,7 @@
 //! Command-line front ends. Argument structs (clap derive) sit apart from the code that runs
 //! them; every command returns an [`Exit`] so the binaries stay a line long.
 
+mod binfmt_compat;
 pub mod binfmtctl;
 pub mod emubuild;
 mod output;

@@ -5,6 +5,11 @@ use std::io::{IsTerminal, Write};
 
 /// Prints rows as columns separated by two spaces, each as wide as its widest cell.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) {
+    table_to(&mut std::io::stdout().lock(), headers, rows);
+}
+
+/// [`table`] into any writer (stderr when stdout carries JSON).
+pub fn table_to(out: &mut dyn Write, headers: &[&str], rows: &[Vec<String>]) {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
     for r in rows {
         for (i, c) in r.iter().enumerate() {
@@ -13,8 +18,7 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) {
             }
         }
     }
-    let mut out = std::io::stdout().lock();
-    let line = |cells: Vec<&str>, out: &mut std::io::StdoutLock| {
+    let line = |cells: Vec<&str>, out: &mut dyn Write| {
         let n = cells.len();
         let mut s = String::new();
         for (i, c) in cells.into_iter().enumerate() {
@@ -26,9 +30,9 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) {
         }
         let _ = writeln!(out, "{}", s.trim_end());
     };
-    line(headers.to_vec(), &mut out);
+    line(headers.to_vec(), out);
     for r in rows {
-        line(r.iter().map(String::as_str).collect(), &mut out);
+        line(r.iter().map(String::as_str).collect(), out);
     }
 }
 

@@ -2,5 +2,6 @@
 //! overlayfs lower directories (`unpack`).
 
 pub mod snapshot;
+pub mod stack;
 pub mod unpack;
 pub mod within;

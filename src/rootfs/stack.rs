@@ -1,0 +1,145 @@
+//! Looking things up in a stack of overlay lower directories (top first) without mounting it:
+//! does a path exist in the merged view, where does a path really lead once symlinks are
+//! followed, and which owner, mode and times does a directory have there. Used to place mount
+//! points and copied files beside the image without changing how its directories look.
+
+use std::ffi::OsString;
+use std::fs::Metadata;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Component, Path, PathBuf};
+
+use nix::fcntl::OFlag;
+use nix::sys::stat::SFlag;
+
+use super::within::{open_in_root, open_root};
+
+/// The topmost entry for `rel`: Some(Ok(meta)) when a layer has it, Some(Err(())) when a layer
+/// whites it out, None when no layer has it.
+fn topmost(lowers: &[PathBuf], rel: &Path) -> Option<Result<(PathBuf, nix::sys::stat::FileStat), ()>> {
+    for l in lowers {
+        let Ok(root) = open_root(l) else { continue };
+        if let Ok(fd) = open_in_root(&root, rel, OFlag::O_PATH | OFlag::O_NOFOLLOW) {
+            let st = nix::sys::stat::fstat(&fd).ok()?;
+            if super::unpack::is_whiteout(&st) {
+                return Some(Err(()));
+            }
+            return Some(Ok((l.clone(), st)));
+        }
+    }
+    None
+}
+
+fn kind(st: &nix::sys::stat::FileStat) -> SFlag {
+    SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT
+}
+
+/// Does `rel` exist in the merged view? Some(true/false) when decided, None when a symlink at
+/// its end makes it unknown.
+pub fn exists(lowers: &[PathBuf], rel: &Path) -> Option<bool> {
+    match topmost(lowers, rel) {
+        None | Some(Err(())) => Some(false),
+        Some(Ok((_, st))) if kind(&st) == SFlag::S_IFLNK => None,
+        Some(Ok(_)) => Some(true),
+    }
+}
+
+/// The path `rel` reaches in the merged view with every symlinked directory on the way
+/// followed (inside the root); components that do not exist are kept as they are.
+pub fn resolve(lowers: &[PathBuf], rel: &Path) -> Result<PathBuf, String> {
+    let mut todo: std::collections::VecDeque<OsString> = rel
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_os_string()),
+            Component::ParentDir => Some("..".into()),
+            _ => None,
+        })
+        .collect();
+    let mut out = PathBuf::new();
+    let mut hops = 0;
+    while let Some(name) = todo.pop_front() {
+        if name == ".." {
+            out.pop();
+            continue;
+        }
+        let candidate = out.join(&name);
+        // The last component is not followed (it is what gets written).
+        if todo.is_empty() {
+            out = candidate;
+            break;
+        }
+        match topmost(lowers, &candidate) {
+            Some(Ok((layer, st))) if kind(&st) == SFlag::S_IFLNK => {
+                hops += 1;
+                if hops > 40 {
+                    return Err(format!("too many symlinks resolving /{}", rel.display()));
+                }
+                let target = std::fs::read_link(layer.join(&candidate)).map_err(|e| e.to_string())?;
+                let mut parts: Vec<OsString> = target
+                    .components()
+                    .filter_map(|c| match c {
+                        Component::Normal(n) => Some(n.to_os_string()),
+                        Component::ParentDir => Some("..".into()),
+                        _ => None,
+                    })
+                    .collect();
+                if target.is_absolute() {
+                    out = PathBuf::new();
+                }
+                while let Some(p) = parts.pop() {
+                    todo.push_front(p);
+                }
+            }
+            Some(Ok((_, st))) if kind(&st) != SFlag::S_IFDIR => {
+                return Err(format!("/{} is not a directory in the image", candidate.display()));
+            }
+            _ => out = candidate,
+        }
+    }
+    Ok(out)
+}
+
+/// The metadata of directory `rel` in the merged view (its topmost layer), if it is one.
+pub fn dir_meta(lowers: &[PathBuf], rel: &Path) -> Option<Metadata> {
+    match topmost(lowers, rel)? {
+        Ok((layer, st)) if kind(&st) == SFlag::S_IFDIR => std::fs::symlink_metadata(layer.join(rel)).ok(),
+        _ => None,
+    }
+}
+
+/// Gives `dest` (a directory in a new layer) the owner, mode and times `rel` has below.
+pub fn copy_dir_meta(lowers: &[PathBuf], rel: &Path, dest: &Path) {
+    if let Some(m) = dir_meta(lowers, rel) {
+        let _ = std::os::unix::fs::lchown(dest, Some(m.uid()), Some(m.gid()));
+        let _ = std::fs::set_permissions(dest, std::os::unix::fs::PermissionsExt::from_mode(m.mode() & 0o7777));
+        let t = nix::sys::time::TimeSpec::new(m.mtime(), m.mtime_nsec());
+        let a = nix::sys::time::TimeSpec::new(m.atime(), m.atime_nsec());
+        let _ = nix::sys::stat::utimensat(nix::fcntl::AT_FDCWD, dest, &a, &t, nix::sys::stat::UtimensatFlags::NoFollowSymlink);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn symlinked_directories_are_followed_across_layers() {
+        let d = tempfile::tempdir().unwrap();
+        let base = d.path().join("base");
+        let top = d.path().join("top");
+        std::fs::create_dir_all(base.join("usr/bin")).unwrap();
+        std::os::unix::fs::symlink("usr/bin", base.join("bin")).unwrap();
+        std::fs::create_dir_all(top.join("etc")).unwrap();
+        std::os::unix::fs::symlink("/opt/real", top.join("etc/conf")).unwrap();
+        let lowers = vec![top.clone(), base.clone()];
+        assert_eq!(resolve(&lowers, Path::new("bin/tool")).unwrap(), Path::new("usr/bin/tool"));
+        assert_eq!(resolve(&lowers, Path::new("etc/conf/x")).unwrap(), Path::new("opt/real/x"));
+        assert_eq!(resolve(&lowers, Path::new("new/dir/file")).unwrap(), Path::new("new/dir/file"));
+        assert_eq!(exists(&lowers, Path::new("usr/bin")), Some(true));
+        assert_eq!(exists(&lowers, Path::new("bin")), None);
+        assert_eq!(exists(&lowers, Path::new("nope")), Some(false));
+        nix::sys::stat::mknod(&top.join("usr"), SFlag::S_IFCHR, nix::sys::stat::Mode::empty(), 0).ok();
+        if top.join("usr").exists() {
+            assert_eq!(exists(&lowers, Path::new("usr")), Some(false), "a whiteout hides it");
+        }
+    }
+}
