@@ -15,7 +15,7 @@ need_pkgs=()
 have() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = 'install ok installed' ]; }
 for p in qemu-user-static skopeo umoci buildah oci-image-tool mmdebstrap docker-registry \
          gpgv debian-archive-keyring binutils xz-utils zstd curl ca-certificates util-linux \
-         attr jq python3; do
+         attr jq python3 python3-yaml systemd; do
   have "$p" || need_pkgs+=("$p")
 done
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
@@ -50,6 +50,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
     chmod 755 "$fixtures/busybox/$a/busybox"
   done
   rm -rf "$dl"
+fi
+
+# cargo-deb for the Debian package test (pinned: it is the judge of our package metadata).
+if ! command -v cargo-deb >/dev/null; then
+  cargo install --locked --quiet cargo-deb --version 3.8.0
 fi
 
 # Base images for emubuild: busybox roots, OCI layouts by umoci and buildah, malicious layers,

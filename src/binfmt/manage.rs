@@ -314,7 +314,9 @@ pub fn uninstall(
     opts: &UninstallOptions,
 ) -> Result<Report, FsError> {
     let owners = Owners::new(&opts.state_dir, fs.root());
-    let mounted = fs.is_mounted();
+    // In a fresh container binfmt_misc is not mounted yet: its entries are there all the same.
+    let mounted_now = fs.ensure_mounted()?;
+    let mounted = true;
     let mut reports = Vec::new();
     for &target in targets {
         let mut r = TargetReport::new(target);
@@ -363,7 +365,7 @@ pub fn uninstall(
     }
     Ok(Report {
         root: fs.root().to_path_buf(),
-        mounted_now: false,
+        mounted_now,
         targets: reports,
     })
 }

@@ -94,7 +94,8 @@ fn glob(pattern: &str, name: &str) -> bool {
 
 fn uninstall_list(fs: &BinfmtFs, list: &str) -> Result<bool> {
     let table = Table::get();
-    let names = if fs.is_mounted() { fs.names()? } else { Vec::new() };
+    fs.ensure_mounted()?;
+    let names = fs.names()?;
     let mut targets = Vec::new();
     for item in list.split(',').filter(|s| !s.is_empty()) {
         if item.contains(['*', '?']) {

@@ -9,4 +9,5 @@ mod binfmtctl;
 mod commit;
 mod emubuild;
 mod fetch;
+mod packaging;
 mod util;
