@@ -834,27 +834,49 @@ pub struct CopyOptions {
 /// as Docker's COPY: a directory's contents are copied, several sources or a destination ending
 /// in `/` make the destination a directory. Parent directories keep the image's owner and mode,
 /// and symlinked directories in the image are followed.
-pub fn copy_step(ctx: &Context, name: &str, opts: &CopyOptions) -> Result<Vec<Step>, ContainerError> {
+pub fn copy_step(
+    ctx: &Context,
+    name: &str,
+    opts: &CopyOptions,
+) -> Result<Vec<Step>, ContainerError> {
     let cdir = ctx.container(name);
-    let c = cdir.read().map_err(|_| StoreError::NoContainer(name.to_string()))?;
+    let c = cdir
+        .read()
+        .map_err(|_| StoreError::NoContainer(name.to_string()))?;
     if !opts.dest.starts_with('/') {
-        return Err(ContainerError::Other(format!("`{}`: the destination must be an absolute path inside the container", opts.dest)));
+        return Err(ContainerError::Other(format!(
+            "`{}`: the destination must be an absolute path inside the container",
+            opts.dest
+        )));
     }
     for s in &opts.sources {
         if std::fs::symlink_metadata(s).is_err() {
-            return Err(ContainerError::Other(format!("`{}` does not exist on the host", s.display())));
+            return Err(ContainerError::Other(format!(
+                "`{}` does not exist on the host",
+                s.display()
+            )));
         }
     }
     let dest_rel = crate::rootfs::within::normalize(Path::new(&opts.dest))
         .map_err(ContainerError::Other)?
         .unwrap_or_default();
-    let into_dir = opts.dest.ends_with('/') || opts.sources.len() > 1 || dest_rel.as_os_str().is_empty();
+    let into_dir =
+        opts.dest.ends_with('/') || opts.sources.len() > 1 || dest_rel.as_os_str().is_empty();
     let mut steps = Vec::new();
-    for p in c.platforms.iter().filter_map(|p| p.parse::<Platform>().ok()) {
+    for p in c
+        .platforms
+        .iter()
+        .filter_map(|p| p.parse::<Platform>().ok())
+    {
         let _lock = cdir.lock_platform(&p)?;
         let mut state = cdir.read_platform(&p)?;
         let pdir = cdir.platform_dir(&p);
-        let mut lowers: Vec<PathBuf> = state.steps.iter().rev().filter_map(|s| s.dir.as_ref().map(|d| pdir.join(d))).collect();
+        let mut lowers: Vec<PathBuf> = state
+            .steps
+            .iter()
+            .rev()
+            .filter_map(|s| s.dir.as_ref().map(|d| pdir.join(d)))
+            .collect();
         for l in state.base_layers.iter().rev() {
             lowers.push(ctx.store.layer_dir(&l.diff_id)?);
         }
@@ -862,27 +884,39 @@ pub fn copy_step(ctx: &Context, name: &str, opts: &CopyOptions) -> Result<Vec<St
             None => (0, 0),
             Some(spec) => {
                 let read = |f: &str| {
-                    let rel = crate::rootfs::stack::resolve(&lowers, Path::new(f)).unwrap_or_else(|_| PathBuf::from(f));
-                    lowers.iter().find_map(|l| std::fs::read_to_string(l.join(&rel)).ok()).unwrap_or_default()
+                    let rel = crate::rootfs::stack::resolve(&lowers, Path::new(f))
+                        .unwrap_or_else(|_| PathBuf::from(f));
+                    lowers
+                        .iter()
+                        .find_map(|l| std::fs::read_to_string(l.join(&rel)).ok())
+                        .unwrap_or_default()
                 };
-                let u = crate::sandbox::user::resolve(spec, &read("etc/passwd"), &read("etc/group")).map_err(ContainerError::Other)?;
+                let u =
+                    crate::sandbox::user::resolve(spec, &read("etc/passwd"), &read("etc/group"))
+                        .map_err(ContainerError::Other)?;
                 (u.uid, u.gid)
             }
         };
         // Where the destination really is in this image, and whether it is a directory there.
-        let dest = crate::rootfs::stack::resolve(&lowers, &dest_rel).map_err(ContainerError::Other)?;
+        let dest =
+            crate::rootfs::stack::resolve(&lowers, &dest_rel).map_err(ContainerError::Other)?;
         let dest_is_dir = into_dir
             || dest.as_os_str().is_empty()
             || crate::rootfs::stack::dir_meta(&lowers, &dest).is_some()
             || (opts.sources.len() == 1 && opts.sources[0].is_dir());
         let n = state.steps.len() + 1;
-        std::fs::create_dir_all(pdir.join("steps")).map_err(|e| ContainerError::Other(e.to_string()))?;
+        std::fs::create_dir_all(pdir.join("steps"))
+            .map_err(|e| ContainerError::Other(e.to_string()))?;
         let stage = tempfile::Builder::new()
             .prefix(".copy-")
             .tempdir_in(pdir.join("steps"))
             .map_err(|e| ContainerError::Other(format!("cannot stage the copy: {e}")))?;
         let root = stage.path();
-        let target_dir = if dest_is_dir { dest.clone() } else { dest.parent().map(Path::to_path_buf).unwrap_or_default() };
+        let target_dir = if dest_is_dir {
+            dest.clone()
+        } else {
+            dest.parent().map(Path::to_path_buf).unwrap_or_default()
+        };
         // Parents, with the image's metadata where the image has them.
         let mut parents = Vec::new();
         let mut a = Some(target_dir.as_path());
@@ -890,9 +924,11 @@ pub fn copy_step(ctx: &Context, name: &str, opts: &CopyOptions) -> Result<Vec<St
             parents.push(d.to_path_buf());
             a = d.parent();
         }
-        std::fs::create_dir_all(root.join(&target_dir)).map_err(|e| ContainerError::Other(e.to_string()))?;
+        std::fs::create_dir_all(root.join(&target_dir))
+            .map_err(|e| ContainerError::Other(e.to_string()))?;
         for src in &opts.sources {
-            let meta = std::fs::symlink_metadata(src).map_err(|e| ContainerError::Other(format!("`{}`: {e}", src.display())))?;
+            let meta = std::fs::symlink_metadata(src)
+                .map_err(|e| ContainerError::Other(format!("`{}`: {e}", src.display())))?;
             if meta.is_dir() {
                 copy_tree(src, &root.join(&target_dir), opts.chmod, owner)?;
             } else {
@@ -901,7 +937,12 @@ pub fn copy_step(ctx: &Context, name: &str, opts: &CopyOptions) -> Result<Vec<St
                 } else {
                     dest.file_name().map(PathBuf::from).unwrap_or_default()
                 };
-                copy_entry(src, &root.join(&target_dir).join(file_name), opts.chmod, owner)?;
+                copy_entry(
+                    src,
+                    &root.join(&target_dir).join(file_name),
+                    opts.chmod,
+                    owner,
+                )?;
             }
         }
         // Deepest first: setting a child's times would change its parent's.
@@ -917,7 +958,8 @@ pub fn copy_step(ctx: &Context, name: &str, opts: &CopyOptions) -> Result<Vec<St
         let final_dir = pdir.join(&rel);
         let _ = std::fs::remove_dir_all(&final_dir);
         let staged = stage.keep();
-        std::fs::rename(&staged, &final_dir).map_err(|e| ContainerError::Other(format!("cannot keep the copy: {e}")))?;
+        std::fs::rename(&staged, &final_dir)
+            .map_err(|e| ContainerError::Other(format!("cannot keep the copy: {e}")))?;
         let mut words: Vec<String> = vec!["emubuild".into(), "copy".into()];
         words.extend(opts.sources.iter().map(|s| s.display().to_string()));
         words.push(opts.dest.clone());
@@ -936,18 +978,27 @@ pub fn copy_step(ctx: &Context, name: &str, opts: &CopyOptions) -> Result<Vec<St
 }
 
 fn apply_owner_mode(p: &Path, mode: Option<u32>, owner: (u32, u32)) -> Result<(), ContainerError> {
-    std::os::unix::fs::lchown(p, Some(owner.0), Some(owner.1)).map_err(|e| ContainerError::Other(format!("cannot set the owner of {}: {e}", p.display())))?;
+    std::os::unix::fs::lchown(p, Some(owner.0), Some(owner.1)).map_err(|e| {
+        ContainerError::Other(format!("cannot set the owner of {}: {e}", p.display()))
+    })?;
     if let Some(m) = mode {
-        std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(m))
-            .map_err(|e| ContainerError::Other(format!("cannot set the mode of {}: {e}", p.display())))?;
+        std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(m)).map_err(
+            |e| ContainerError::Other(format!("cannot set the mode of {}: {e}", p.display())),
+        )?;
     }
     Ok(())
 }
 
 /// Copies one host entry (file, symlink, directory tree) to `dest` in a new layer.
-fn copy_entry(src: &Path, dest: &Path, chmod: Option<u32>, owner: (u32, u32)) -> Result<(), ContainerError> {
+fn copy_entry(
+    src: &Path,
+    dest: &Path,
+    chmod: Option<u32>,
+    owner: (u32, u32),
+) -> Result<(), ContainerError> {
     use std::os::unix::fs::MetadataExt;
-    let err = |e: std::io::Error| ContainerError::Other(format!("cannot copy `{}`: {e}", src.display()));
+    let err =
+        |e: std::io::Error| ContainerError::Other(format!("cannot copy `{}`: {e}", src.display()));
     let meta = std::fs::symlink_metadata(src).map_err(err)?;
     if meta.file_type().is_symlink() {
         let target = std::fs::read_link(src).map_err(err)?;
@@ -962,17 +1013,31 @@ fn copy_entry(src: &Path, dest: &Path, chmod: Option<u32>, owner: (u32, u32)) ->
         return Ok(());
     }
     if !meta.is_file() {
-        return Err(ContainerError::Other(format!("`{}` is not a regular file, directory or symlink", src.display())));
+        return Err(ContainerError::Other(format!(
+            "`{}` is not a regular file, directory or symlink",
+            src.display()
+        )));
     }
     std::fs::copy(src, dest).map_err(err)?;
     apply_owner_mode(dest, chmod.or(Some(meta.mode() & 0o7777)), owner)?;
     let t = nix::sys::time::TimeSpec::new(meta.mtime(), meta.mtime_nsec());
-    let _ = nix::sys::stat::utimensat(nix::fcntl::AT_FDCWD, dest, &t, &t, nix::sys::stat::UtimensatFlags::NoFollowSymlink);
+    let _ = nix::sys::stat::utimensat(
+        nix::fcntl::AT_FDCWD,
+        dest,
+        &t,
+        &t,
+        nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+    );
     Ok(())
 }
 
 /// Copies a directory's contents into `dest`.
-fn copy_tree(src: &Path, dest: &Path, chmod: Option<u32>, owner: (u32, u32)) -> Result<(), ContainerError> {
+fn copy_tree(
+    src: &Path,
+    dest: &Path,
+    chmod: Option<u32>,
+    owner: (u32, u32),
+) -> Result<(), ContainerError> {
     let mut names: Vec<_> = std::fs::read_dir(src)
         .map_err(|e| ContainerError::Other(format!("cannot read `{}`: {e}", src.display())))?
         .filter_map(Result::ok)

@@ -253,14 +253,22 @@ pub fn restore(fs: &BinfmtFs, persist_dir: &Path, state_dir: &Path) -> Result<Re
         .unwrap_or_default();
     files.sort();
     for f in files {
-        let Some(name) = f.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".conf")) else {
+        let Some(name) = f
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".conf"))
+        else {
             continue;
         };
         let is_ours = std::fs::read_to_string(&f).is_ok_and(|t| t.starts_with(persist::MARKER));
         let Some(reg) = persist::read(persist_dir, name).filter(|_| is_ours) else {
             continue;
         };
-        let Some(target) = Table::get().resolve(name).ok().filter(|t| t.handler_name() == name) else {
+        let Some(target) = Table::get()
+            .resolve(name)
+            .ok()
+            .filter(|t| t.handler_name() == name)
+        else {
             continue;
         };
         let mut r = TargetReport::new(target);
@@ -285,7 +293,8 @@ pub fn restore(fs: &BinfmtFs, persist_dir: &Path, state_dir: &Path) -> Result<Re
         }
         reports.push(r);
     }
-    let to_verify: Vec<&mut TargetReport> = reports.iter_mut().filter(|r| r.error.is_none()).collect();
+    let to_verify: Vec<&mut TargetReport> =
+        reports.iter_mut().filter(|r| r.error.is_none()).collect();
     run_probes(to_verify);
     Ok(Report {
         root: fs.root().to_path_buf(),

@@ -40,7 +40,9 @@ pub fn run(fs: &BinfmtFs, install: Option<&str>, uninstall: Option<&str>) -> Res
 
 fn install_list(fs: &BinfmtFs, list: &str) -> Result<bool> {
     let targets = super::binfmtctl::resolve_targets(&[list.to_string()])?;
-    let dirs: Vec<std::path::PathBuf> = std::env::var_os("BINFMTCTL_EMULATOR_DIR").map(|d| vec![d.into()]).unwrap_or_default();
+    let dirs: Vec<std::path::PathBuf> = std::env::var_os("BINFMTCTL_EMULATOR_DIR")
+        .map(|d| vec![d.into()])
+        .unwrap_or_default();
     let resolver = Resolver {
         source: Source::Auto,
         dirs,
@@ -66,12 +68,19 @@ fn install_list(fs: &BinfmtFs, list: &str) -> Result<bool> {
         verify: true,
         state_dir: owner::state_dir(),
     };
-    let find = |t: &crate::arch::Target| emulators.get(&t.name).cloned().unwrap_or_else(|| Err("no emulator".into()));
+    let find = |t: &crate::arch::Target| {
+        emulators
+            .get(&t.name)
+            .cloned()
+            .unwrap_or_else(|| Err("no emulator".into()))
+    };
     let report = manage::install(fs, &targets, &opts, &find)?;
     for t in &report.targets {
         match (&t.error, &t.verify) {
             (Some(e), _) => eprintln!("installing: {} {e}", t.target),
-            (None, Some(v)) if !v.ok() => eprintln!("installing: {} verification failed: {}", t.target, v.detail),
+            (None, Some(v)) if !v.ok() => {
+                eprintln!("installing: {} verification failed: {}", t.target, v.detail)
+            }
             _ => eprintln!("installing: {} OK", t.target),
         }
     }
@@ -102,7 +111,10 @@ fn uninstall_list(fs: &BinfmtFs, list: &str) -> Result<bool> {
             for n in names.iter().filter(|n| glob(item, n)) {
                 match table.resolve(n) {
                     Ok(t) if t.handler_name() == *n => targets.push(t),
-                    _ => warn(PROG, &format!("`{n}` is not a QEMU handler binfmtctl knows; left in place")),
+                    _ => warn(
+                        PROG,
+                        &format!("`{n}` is not a QEMU handler binfmtctl knows; left in place"),
+                    ),
                 }
             }
         } else {
@@ -138,7 +150,11 @@ fn print_status(fs: &BinfmtFs) -> Result<()> {
         .collect();
     let mut emulators = Vec::new();
     if fs.is_mounted() {
-        let st = manage::status(fs, &owner::state_dir(), Path::new(crate::binfmt::persist::DEFAULT_DIR))?;
+        let st = manage::status(
+            fs,
+            &owner::state_dir(),
+            Path::new(crate::binfmt::persist::DEFAULT_DIR),
+        )?;
         for e in st.entries.iter().filter(|e| e.entry.enabled) {
             emulators.push(e.entry.name.clone());
             if let Some(t) = e.target.as_deref().and_then(|t| Table::get().by_name(t)) {
@@ -151,7 +167,10 @@ fn print_status(fs: &BinfmtFs) -> Result<()> {
             }
         }
     }
-    output::json(&CompatStatus { supported, emulators });
+    output::json(&CompatStatus {
+        supported,
+        emulators,
+    });
     Ok(())
 }
 

@@ -264,7 +264,11 @@ pub fn main() -> std::process::ExitCode {
 pub fn run(cli: Cli) -> Result<Exit> {
     let fs = BinfmtFs::new(&cli.root);
     let Some(command) = cli.command else {
-        return super::binfmt_compat::run(&fs, cli.compat_install.as_deref(), cli.compat_uninstall.as_deref());
+        return super::binfmt_compat::run(
+            &fs,
+            cli.compat_install.as_deref(),
+            cli.compat_uninstall.as_deref(),
+        );
     };
     match command {
         Command::Inspect(a) => inspect(&fs, &a),
@@ -275,11 +279,17 @@ pub fn run(cli: Cli) -> Result<Exit> {
         Command::Fetch(a) => fetch(&a),
         Command::Restore(a) => restore(&fs, &a),
         Command::Completions(a) => {
-            clap_complete::generate(a.shell, &mut <Cli as clap::CommandFactory>::command(), "binfmtctl", &mut std::io::stdout());
+            clap_complete::generate(
+                a.shell,
+                &mut <Cli as clap::CommandFactory>::command(),
+                "binfmtctl",
+                &mut std::io::stdout(),
+            );
             Ok(Exit::Success)
         }
         Command::Man => {
-            clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).render(&mut std::io::stdout())?;
+            clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
+                .render(&mut std::io::stdout())?;
             Ok(Exit::Success)
         }
     }
@@ -304,10 +314,17 @@ fn print_status_json(fs: &BinfmtFs) -> Result<()> {
 fn restore(fs: &BinfmtFs, a: &RestoreArgs) -> Result<Exit> {
     let report = manage::restore(fs, &a.persist_dir, &owner::state_dir())?;
     if report.targets.is_empty() {
-        eprintln!("{PROG}: no binfmtctl files in {}; nothing to restore", a.persist_dir.display());
+        eprintln!(
+            "{PROG}: no binfmtctl files in {}; nothing to restore",
+            a.persist_dir.display()
+        );
     }
     print_report(&report, a.json, false, "installed");
-    Ok(if report.ok() { Exit::Success } else { Exit::Failure })
+    Ok(if report.ok() {
+        Exit::Success
+    } else {
+        Exit::Failure
+    })
 }
 
 /// Resolves target words; `all` means every target outside the host's family.
@@ -490,13 +507,23 @@ fn install(fs: &BinfmtFs, a: &InstallArgs) -> Result<Exit> {
             .targets
             .iter()
             .filter(|t| t.error.is_none())
-            .filter_map(|t| t.line.as_deref().and_then(|l| crate::binfmt::Registration::parse_line(l).ok()))
+            .filter_map(|t| {
+                t.line
+                    .as_deref()
+                    .and_then(|l| crate::binfmt::Registration::parse_line(l).ok())
+            })
             .collect();
         if regs.is_empty() {
             output::error(PROG, "nothing was registered, so there is nothing to keep");
             return Ok(Exit::Failure);
         }
-        return keep(fs, &regs, a.interval, &opts.state_dir, a.persist.then_some(a.persist_dir.as_path()));
+        return keep(
+            fs,
+            &regs,
+            a.interval,
+            &opts.state_dir,
+            a.persist.then_some(a.persist_dir.as_path()),
+        );
     }
     if !report.ok() && is_all(&a.targets) {
         eprintln!(
@@ -532,7 +559,10 @@ fn report_messages(report: &Report) {
         if let Some(v) = &t.verify
             && !v.ok()
         {
-            output::error(PROG, &format!("{}: verification failed: {}", t.target, v.detail));
+            output::error(
+                PROG,
+                &format!("{}: verification failed: {}", t.target, v.detail),
+            );
         }
     }
 }
@@ -589,7 +619,11 @@ fn report_table(report: &Report, out: &mut dyn std::io::Write, verb: &str) {
         })
         .collect();
     if verb == "installed" {
-        output::table_to(out, &["TARGET", "HANDLER", "RESULT", "EMULATOR", "VERIFY"], &rows);
+        output::table_to(
+            out,
+            &["TARGET", "HANDLER", "RESULT", "EMULATOR", "VERIFY"],
+            &rows,
+        );
     } else {
         output::table_to(out, &["TARGET", "HANDLER", "RESULT"], &rows);
     }
@@ -620,7 +654,13 @@ fn verify(fs: &BinfmtFs, a: &VerifyArgs) -> Result<Exit> {
 
 /// `install --keep`: re-register any of `regs` that vanish, every `interval` seconds, until
 /// SIGTERM or SIGINT (then exit 0).
-fn keep(fs: &BinfmtFs, regs: &[crate::binfmt::Registration], interval: u64, state_dir: &Path, persist_dir: Option<&Path>) -> Result<Exit> {
+fn keep(
+    fs: &BinfmtFs,
+    regs: &[crate::binfmt::Registration],
+    interval: u64,
+    state_dir: &Path,
+    persist_dir: Option<&Path>,
+) -> Result<Exit> {
     use nix::sys::signal::{SigSet, Signal};
     let mut mask = SigSet::empty();
     mask.add(Signal::SIGTERM);
@@ -629,10 +669,19 @@ fn keep(fs: &BinfmtFs, regs: &[crate::binfmt::Registration], interval: u64, stat
     let sfd = nix::sys::signalfd::SignalFd::new(&mask)?;
     let owners = owner::Owners::new(state_dir, fs.root());
     let mut warned: std::collections::HashSet<String> = std::collections::HashSet::new();
-    eprintln!("{PROG}: keeping {} handler(s), checking every {interval} s", regs.len());
+    eprintln!(
+        "{PROG}: keeping {} handler(s), checking every {interval} s",
+        regs.len()
+    );
     loop {
-        let mut fds = [nix::poll::PollFd::new(std::os::fd::AsFd::as_fd(&sfd), nix::poll::PollFlags::POLLIN)];
-        let timeout = nix::poll::PollTimeout::try_from(interval.saturating_mul(1000).min(i32::MAX as u64) as i32).unwrap_or(nix::poll::PollTimeout::MAX);
+        let mut fds = [nix::poll::PollFd::new(
+            std::os::fd::AsFd::as_fd(&sfd),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        let timeout = nix::poll::PollTimeout::try_from(
+            interval.saturating_mul(1000).min(i32::MAX as u64) as i32,
+        )
+        .unwrap_or(nix::poll::PollTimeout::MAX);
         match nix::poll::poll(&mut fds, timeout) {
             Ok(n) if n > 0 => {
                 eprintln!("{PROG}: stopping; the handlers stay registered");
@@ -649,7 +698,13 @@ fn keep(fs: &BinfmtFs, regs: &[crate::binfmt::Registration], interval: u64, stat
                 Ok(Some(e)) if reg.same_as(&e) => {}
                 Ok(Some(e)) => {
                     if warned.insert(reg.name.clone()) {
-                        warn(PROG, &format!("`{}` was replaced by another line (interpreter {}); leaving it", e.name, e.interpreter));
+                        warn(
+                            PROG,
+                            &format!(
+                                "`{}` was replaced by another line (interpreter {}); leaving it",
+                                e.name, e.interpreter
+                            ),
+                        );
                     }
                 }
                 Ok(None) => match fs.register(reg) {

@@ -239,7 +239,12 @@ fn context(cli: &Cli) -> Result<Context> {
 pub fn run_cli(cli: Cli) -> Result<Exit> {
     match &cli.command {
         Command_::Completions(a) => {
-            clap_complete::generate(a.shell, &mut Cli::command(), "emubuild", &mut std::io::stdout());
+            clap_complete::generate(
+                a.shell,
+                &mut Cli::command(),
+                "emubuild",
+                &mut std::io::stdout(),
+            );
             return Ok(Exit::Success);
         }
         Command_::Man => {
@@ -581,7 +586,13 @@ fn copy(ctx: &Context, a: &CopyArgs) -> Result<Exit> {
     let (dest, sources) = a.paths.split_last().expect("clap requires two paths");
     let chmod = match &a.chmod {
         None => None,
-        Some(m) => Some(u32::from_str_radix(m.trim_start_matches("0o"), 8).map_err(|_| UsageError(format!("`--chmod {m}`: expected an octal mode such as 0755")))?),
+        Some(m) => Some(
+            u32::from_str_radix(m.trim_start_matches("0o"), 8).map_err(|_| {
+                UsageError(format!(
+                    "`--chmod {m}`: expected an octal mode such as 0755"
+                ))
+            })?,
+        ),
     };
     let opts = container::CopyOptions {
         sources: sources.iter().map(PathBuf::from).collect(),
@@ -590,7 +601,11 @@ fn copy(ctx: &Context, a: &CopyArgs) -> Result<Exit> {
         chown: a.chown.clone(),
     };
     let steps = container::copy_step(ctx, &a.name, &opts)?;
-    eprintln!("{PROG}: copied into {} platform(s) of `{}`", steps.len(), a.name);
+    eprintln!(
+        "{PROG}: copied into {} platform(s) of `{}`",
+        steps.len(),
+        a.name
+    );
     Ok(Exit::Success)
 }
 

@@ -15,7 +15,10 @@ use super::within::{open_in_root, open_root};
 
 /// The topmost entry for `rel`: Some(Ok(meta)) when a layer has it, Some(Err(())) when a layer
 /// whites it out, None when no layer has it.
-fn topmost(lowers: &[PathBuf], rel: &Path) -> Option<Result<(PathBuf, nix::sys::stat::FileStat), ()>> {
+fn topmost(
+    lowers: &[PathBuf],
+    rel: &Path,
+) -> Option<Result<(PathBuf, nix::sys::stat::FileStat), ()>> {
     for l in lowers {
         let Ok(root) = open_root(l) else { continue };
         if let Ok(fd) = open_in_root(&root, rel, OFlag::O_PATH | OFlag::O_NOFOLLOW) {
@@ -73,7 +76,8 @@ pub fn resolve(lowers: &[PathBuf], rel: &Path) -> Result<PathBuf, String> {
                 if hops > 40 {
                     return Err(format!("too many symlinks resolving /{}", rel.display()));
                 }
-                let target = std::fs::read_link(layer.join(&candidate)).map_err(|e| e.to_string())?;
+                let target =
+                    std::fs::read_link(layer.join(&candidate)).map_err(|e| e.to_string())?;
                 let mut parts: Vec<OsString> = target
                     .components()
                     .filter_map(|c| match c {
@@ -90,7 +94,10 @@ pub fn resolve(lowers: &[PathBuf], rel: &Path) -> Result<PathBuf, String> {
                 }
             }
             Some(Ok((_, st))) if kind(&st) != SFlag::S_IFDIR => {
-                return Err(format!("/{} is not a directory in the image", candidate.display()));
+                return Err(format!(
+                    "/{} is not a directory in the image",
+                    candidate.display()
+                ));
             }
             _ => out = candidate,
         }
@@ -101,7 +108,9 @@ pub fn resolve(lowers: &[PathBuf], rel: &Path) -> Result<PathBuf, String> {
 /// The metadata of directory `rel` in the merged view (its topmost layer), if it is one.
 pub fn dir_meta(lowers: &[PathBuf], rel: &Path) -> Option<Metadata> {
     match topmost(lowers, rel)? {
-        Ok((layer, st)) if kind(&st) == SFlag::S_IFDIR => std::fs::symlink_metadata(layer.join(rel)).ok(),
+        Ok((layer, st)) if kind(&st) == SFlag::S_IFDIR => {
+            std::fs::symlink_metadata(layer.join(rel)).ok()
+        }
         _ => None,
     }
 }
@@ -110,10 +119,19 @@ pub fn dir_meta(lowers: &[PathBuf], rel: &Path) -> Option<Metadata> {
 pub fn copy_dir_meta(lowers: &[PathBuf], rel: &Path, dest: &Path) {
     if let Some(m) = dir_meta(lowers, rel) {
         let _ = std::os::unix::fs::lchown(dest, Some(m.uid()), Some(m.gid()));
-        let _ = std::fs::set_permissions(dest, std::os::unix::fs::PermissionsExt::from_mode(m.mode() & 0o7777));
+        let _ = std::fs::set_permissions(
+            dest,
+            std::os::unix::fs::PermissionsExt::from_mode(m.mode() & 0o7777),
+        );
         let t = nix::sys::time::TimeSpec::new(m.mtime(), m.mtime_nsec());
         let a = nix::sys::time::TimeSpec::new(m.atime(), m.atime_nsec());
-        let _ = nix::sys::stat::utimensat(nix::fcntl::AT_FDCWD, dest, &a, &t, nix::sys::stat::UtimensatFlags::NoFollowSymlink);
+        let _ = nix::sys::stat::utimensat(
+            nix::fcntl::AT_FDCWD,
+            dest,
+            &a,
+            &t,
+            nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+        );
     }
 }
 
@@ -131,15 +149,34 @@ mod tests {
         std::fs::create_dir_all(top.join("etc")).unwrap();
         std::os::unix::fs::symlink("/opt/real", top.join("etc/conf")).unwrap();
         let lowers = vec![top.clone(), base.clone()];
-        assert_eq!(resolve(&lowers, Path::new("bin/tool")).unwrap(), Path::new("usr/bin/tool"));
-        assert_eq!(resolve(&lowers, Path::new("etc/conf/x")).unwrap(), Path::new("opt/real/x"));
-        assert_eq!(resolve(&lowers, Path::new("new/dir/file")).unwrap(), Path::new("new/dir/file"));
+        assert_eq!(
+            resolve(&lowers, Path::new("bin/tool")).unwrap(),
+            Path::new("usr/bin/tool")
+        );
+        assert_eq!(
+            resolve(&lowers, Path::new("etc/conf/x")).unwrap(),
+            Path::new("opt/real/x")
+        );
+        assert_eq!(
+            resolve(&lowers, Path::new("new/dir/file")).unwrap(),
+            Path::new("new/dir/file")
+        );
         assert_eq!(exists(&lowers, Path::new("usr/bin")), Some(true));
         assert_eq!(exists(&lowers, Path::new("bin")), None);
         assert_eq!(exists(&lowers, Path::new("nope")), Some(false));
-        nix::sys::stat::mknod(&top.join("usr"), SFlag::S_IFCHR, nix::sys::stat::Mode::empty(), 0).ok();
+        nix::sys::stat::mknod(
+            &top.join("usr"),
+            SFlag::S_IFCHR,
+            nix::sys::stat::Mode::empty(),
+            0,
+        )
+        .ok();
         if top.join("usr").exists() {
-            assert_eq!(exists(&lowers, Path::new("usr")), Some(false), "a whiteout hides it");
+            assert_eq!(
+                exists(&lowers, Path::new("usr")),
+                Some(false),
+                "a whiteout hides it"
+            );
         }
     }
 }

@@ -22,7 +22,10 @@ fn have(cmd: &str) -> bool {
 #[serial(host_binfmt)]
 fn copy_into_scratch_and_into_a_debian_tree() {
     require!(is_root(), "needs root");
-    require!(busybox("arm64").is_some(), "busybox fixtures missing; run tests/run.sh");
+    require!(
+        busybox("arm64").is_some(),
+        "busybox fixtures missing; run tests/run.sh"
+    );
     let _emu = Emulation::ensure(&["aarch64"]);
     let store = tempfile::tempdir().unwrap();
     let host = tempfile::tempdir().unwrap();
@@ -31,26 +34,99 @@ fn copy_into_scratch_and_into_a_debian_tree() {
     std::fs::write(host.path().join("tree/sub/b.txt"), "b").unwrap();
     std::os::unix::fs::symlink("a.txt", host.path().join("tree/link")).unwrap();
     let bb = busybox("arm64").unwrap();
-    emubuild(store.path(), &["from", "--platform", "linux/arm64", "scratch"]).success();
-    emubuild(store.path(), &["copy", "--chmod", "0755", bb.to_str().unwrap(), "/bin/busybox"]).success();
-    emubuild(store.path(), &["copy", "--chown", "1000:1000", &host.path().join("tree").display().to_string(), "/opt/tree"]).success();
-    emubuild(store.path(), &["copy", &host.path().join("tree/a.txt").display().to_string(), &host.path().join("tree/sub/b.txt").display().to_string(), "/etc/"]).success();
+    emubuild(
+        store.path(),
+        &["from", "--platform", "linux/arm64", "scratch"],
+    )
+    .success();
+    emubuild(
+        store.path(),
+        &[
+            "copy",
+            "--chmod",
+            "0755",
+            bb.to_str().unwrap(),
+            "/bin/busybox",
+        ],
+    )
+    .success();
+    emubuild(
+        store.path(),
+        &[
+            "copy",
+            "--chown",
+            "1000:1000",
+            &host.path().join("tree").display().to_string(),
+            "/opt/tree",
+        ],
+    )
+    .success();
+    emubuild(
+        store.path(),
+        &[
+            "copy",
+            &host.path().join("tree/a.txt").display().to_string(),
+            &host.path().join("tree/sub/b.txt").display().to_string(),
+            "/etc/",
+        ],
+    )
+    .success();
     let script = "stat -c '%a %u:%g' /bin/busybox; stat -c '%u:%g' /opt/tree/sub/b.txt; readlink /opt/tree/link; cat /etc/a.txt /etc/b.txt";
-    let r = emubuild(store.path(), &["run", "--", "/bin/busybox", "sh", "-c", script]).success();
+    let r = emubuild(
+        store.path(),
+        &["run", "--", "/bin/busybox", "sh", "-c", script],
+    )
+    .success();
     assert_eq!(r.stdout, "755 0:0\n1000:1000\na.txt\nab", "{}", r.stdout);
-    let state: serde_json::Value = serde_json::from_slice(&std::fs::read(store.path().join("containers/default/linux-arm64/state.json")).unwrap()).unwrap();
-    assert!(state["steps"][0]["created_by"].as_str().unwrap().starts_with("emubuild copy"));
+    let state: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            store
+                .path()
+                .join("containers/default/linux-arm64/state.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        state["steps"][0]["created_by"]
+            .as_str()
+            .unwrap()
+            .starts_with("emubuild copy")
+    );
 
     // Into a merged-/usr Debian tree: /bin is a symlink to usr/bin and must stay one.
     if let Some(deb) = image("debian-arm64.tar") {
         let from = format!("rootfs:{}", deb.display());
         emubuild(store.path(), &["from", "--name", "deb", &from]).success();
-        emubuild(store.path(), &["copy", "--name", "deb", "--chown", "nobody", &host.path().join("tree/a.txt").display().to_string(), "/bin/a-tool"]).success();
+        emubuild(
+            store.path(),
+            &[
+                "copy",
+                "--name",
+                "deb",
+                "--chown",
+                "nobody",
+                &host.path().join("tree/a.txt").display().to_string(),
+                "/bin/a-tool",
+            ],
+        )
+        .success();
         let r = emubuild(store.path(), &["run", "--name", "deb", "--", "sh", "-c", "readlink /bin; cat /usr/bin/a-tool; echo; stat -c %U /usr/bin/a-tool; ls /bin/ls >/dev/null && echo ls-still-there"]).success();
-        assert_eq!(r.stdout, "usr/bin\na\nnobody\nls-still-there\n", "{}", r.stdout);
+        assert_eq!(
+            r.stdout, "usr/bin\na\nnobody\nls-still-there\n",
+            "{}",
+            r.stdout
+        );
     }
     // Bad input: a relative destination, a missing source.
-    assert_ne!(emubuild(store.path(), &["copy", bb.to_str().unwrap(), "relative/path"]).code, Some(0));
+    assert_ne!(
+        emubuild(
+            store.path(),
+            &["copy", bb.to_str().unwrap(), "relative/path"]
+        )
+        .code,
+        Some(0)
+    );
     let r = emubuild(store.path(), &["copy", "/no/such/file", "/x"]);
     assert!(r.stderr.contains("does not exist"), "{}", r.stderr);
 }
@@ -70,7 +146,10 @@ fn container_image() -> Option<PathBuf> {
                 .output()
                 .ok()?;
             if !o.status.success() {
-                eprintln!("packaging/container/build failed:\n{}", String::from_utf8_lossy(&o.stderr));
+                eprintln!(
+                    "packaging/container/build failed:\n{}",
+                    String::from_utf8_lossy(&o.stderr)
+                );
                 return None;
             }
             Some(out)
@@ -80,30 +159,74 @@ fn container_image() -> Option<PathBuf> {
 
 /// The image's environment, as a container runtime would set it.
 fn image_env(layout: &Path) -> Vec<String> {
-    let cfg = Run::from_output(Command::new("skopeo").args(["inspect", "--config", &format!("oci:{}:latest", layout.display())]).output().unwrap()).success().json();
-    cfg["config"]["Env"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect()
+    let cfg = Run::from_output(
+        Command::new("skopeo")
+            .args([
+                "inspect",
+                "--config",
+                &format!("oci:{}:latest", layout.display()),
+            ])
+            .output()
+            .unwrap(),
+    )
+    .success()
+    .json();
+    cfg["config"]["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect()
 }
 
 #[test]
 #[serial(host_binfmt)]
 fn the_image_sets_up_the_host_as_a_privileged_container() {
     require!(is_root(), "needs root");
-    require!(have("umoci") && have("skopeo"), "umoci and skopeo are needed (tests/run.sh installs them)");
-    require!(busybox("arm64").is_some(), "busybox fixtures missing; run tests/run.sh");
+    require!(
+        have("umoci") && have("skopeo"),
+        "umoci and skopeo are needed (tests/run.sh installs them)"
+    );
+    require!(
+        busybox("arm64").is_some(),
+        "busybox fixtures missing; run tests/run.sh"
+    );
     let layout = container_image();
-    require!(layout.is_some(), "packaging/container/build failed (see above)");
+    require!(
+        layout.is_some(),
+        "packaging/container/build failed (see above)"
+    );
     let layout = layout.unwrap();
     let bundle = tempfile::tempdir().unwrap();
-    sh(&format!("umoci unpack --image {}:latest {}/b", layout.display(), bundle.path().display())).success();
+    sh(&format!(
+        "umoci unpack --image {}:latest {}/b",
+        layout.display(),
+        bundle.path().display()
+    ))
+    .success();
     let rootfs = bundle.path().join("b/rootfs");
     // Static: nothing to load; the emulators exist only inside the image.
-    let ldd = sh(&format!("ldd {}/usr/bin/binfmtctl 2>&1 || true", rootfs.display()));
-    assert!(ldd.stdout.contains("statically linked") || ldd.stdout.contains("not a dynamic"), "{}", ldd.stdout);
+    let ldd = sh(&format!(
+        "ldd {}/usr/bin/binfmtctl 2>&1 || true",
+        rootfs.display()
+    ));
+    assert!(
+        ldd.stdout.contains("statically linked") || ldd.stdout.contains("not a dynamic"),
+        "{}",
+        ldd.stdout
+    );
     assert!(rootfs.join("usr/libexec/binfmtctl/qemu-aarch64").exists());
-    assert!(!Path::new("/usr/libexec/binfmtctl").exists(), "the host has the image's emulator directory");
+    assert!(
+        !Path::new("/usr/libexec/binfmtctl").exists(),
+        "the host has the image's emulator directory"
+    );
 
     let host = HostBinfmt::save();
-    let all: Vec<String> = emukit::arch::Table::get().targets().iter().map(|t| t.handler_name()).collect();
+    let all: Vec<String> = emukit::arch::Table::get()
+        .targets()
+        .iter()
+        .map(|t| t.handler_name())
+        .collect();
     host.take(&all.iter().map(String::as_str).collect::<Vec<_>>());
     let env = image_env(&layout).join(" ");
     // Fresh mount and PID namespaces, chrooted into the image, binfmt_misc not mounted inside;
@@ -119,20 +242,33 @@ fn the_image_sets_up_the_host_as_a_privileged_container() {
         ))
     };
     let r = run_in("install all").success();
-    let status: serde_json::Value = serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", r.stdout));
+    let status: serde_json::Value =
+        serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", r.stdout));
     assert_eq!(status["mounted"], true);
     let entries = status["entries"].as_array().unwrap();
     assert!(entries.len() >= 20, "{entries:?}");
-    assert!(entries.iter().all(|e| e["managed"] == true && e["flags"]["fix_binary"] == true));
+    assert!(
+        entries
+            .iter()
+            .all(|e| e["managed"] == true && e["flags"]["fix_binary"] == true)
+    );
     // From the host: foreign programs run, although the emulators exist only in the image.
-    for (arch, uname) in [("arm64", "aarch64"), ("armhf", "armv7l"), ("s390x", "s390x"), ("ppc64el", "ppc64le")] {
+    for (arch, uname) in [
+        ("arm64", "aarch64"),
+        ("armhf", "armv7l"),
+        ("s390x", "s390x"),
+        ("ppc64el", "ppc64le"),
+    ] {
         if let Some(bb) = busybox(arch) {
             let out = Command::new(&bb).args(["uname", "-m"]).output().unwrap();
             assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), uname);
         }
     }
     let text = std::fs::read_to_string("/proc/sys/fs/binfmt_misc/qemu-aarch64").unwrap();
-    assert!(text.contains("interpreter /usr/libexec/binfmtctl/qemu-aarch64"), "{text}");
+    assert!(
+        text.contains("interpreter /usr/libexec/binfmtctl/qemu-aarch64"),
+        "{text}"
+    );
     // The host's binfmtctl recognises them as its own and removes them.
     let state = tempfile::tempdir().unwrap();
     binfmtctl(state.path(), &["uninstall", "all"]).success();
@@ -141,11 +277,23 @@ fn the_image_sets_up_the_host_as_a_privileged_container() {
     // tonistiigi/binfmt's flags.
     let r = run_in("--install arm64,riscv64").success();
     let st: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
-    let supported: Vec<&str> = st["supported"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
-    assert!(supported.contains(&"linux/arm64") && supported.contains(&"linux/riscv64"), "{supported:?}");
+    let supported: Vec<&str> = st["supported"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        supported.contains(&"linux/arm64") && supported.contains(&"linux/riscv64"),
+        "{supported:?}"
+    );
     assert!(r.stderr.contains("installing: aarch64 OK"), "{}", r.stderr);
     let r = run_in("--uninstall \"qemu-*\"").success();
-    assert!(r.stderr.contains("uninstalling: qemu-aarch64 OK"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("uninstalling: qemu-aarch64 OK"),
+        "{}",
+        r.stderr
+    );
     assert!(!Path::new("/proc/sys/fs/binfmt_misc/qemu-riscv64").exists());
 
     // Not privileged (no CAP_SYS_ADMIN): a clear error and a failing status.
@@ -162,37 +310,78 @@ fn the_image_sets_up_the_host_as_a_privileged_container() {
 #[serial(host_binfmt)]
 fn docker_runs_the_image() {
     require!(is_root(), "needs root");
-    let docker_ok = Command::new("docker").arg("info").output().map(|o| o.status.success()).unwrap_or(false);
+    let docker_ok = Command::new("docker")
+        .arg("info")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
     if !docker_ok {
         eprintln!("SKIPPED: no Docker engine runs here");
         return;
     }
-    require!(busybox("arm64").is_some(), "busybox fixtures missing; run tests/run.sh");
+    require!(
+        busybox("arm64").is_some(),
+        "busybox fixtures missing; run tests/run.sh"
+    );
     let layout = container_image();
-    require!(layout.is_some(), "packaging/container/build failed (see above)");
+    require!(
+        layout.is_some(),
+        "packaging/container/build failed (see above)"
+    );
     let archive = fixtures().join("binfmtctl-image.tar");
     let host = HostBinfmt::save();
-    let all: Vec<String> = emukit::arch::Table::get().targets().iter().map(|t| t.handler_name()).collect();
+    let all: Vec<String> = emukit::arch::Table::get()
+        .targets()
+        .iter()
+        .map(|t| t.handler_name())
+        .collect();
     host.take(&all.iter().map(String::as_str).collect::<Vec<_>>());
     let load = sh(&format!("docker load -i {}", archive.display())).success();
-    let tag = load.stdout.lines().find_map(|l| l.strip_prefix("Loaded image: ")).unwrap().trim().to_string();
+    let tag = load
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Loaded image: "))
+        .unwrap()
+        .trim()
+        .to_string();
     // `--privileged` grants every capability; where the engine cannot (this machine's root
     // lacks CAP_SYS_RESOURCE), CAP_SYS_ADMIN is what binfmtctl needs.
-    let mut r = sh(&format!("docker run --privileged --rm {tag} install arm64 s390x 2>&1"));
+    let mut r = sh(&format!(
+        "docker run --privileged --rm {tag} install arm64 s390x 2>&1"
+    ));
     if r.code != Some(0) && r.stdout.contains("unable to apply caps") {
-        r = sh(&format!("docker run --cap-add SYS_ADMIN --rm {tag} install arm64 s390x 2>&1"));
+        r = sh(&format!(
+            "docker run --cap-add SYS_ADMIN --rm {tag} install arm64 s390x 2>&1"
+        ));
     }
     let r = r.success();
     assert!(r.stdout.contains("\"entries\""), "{}", r.stdout);
-    let out = Command::new(busybox("arm64").unwrap()).args(["uname", "-m"]).output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "aarch64", "the handler did not outlive the container");
+    let out = Command::new(busybox("arm64").unwrap())
+        .args(["uname", "-m"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "aarch64",
+        "the handler did not outlive the container"
+    );
     // Without privileges: a clear error, a failing status.
-    let r = sh(&format!("docker run --rm {tag} install arm64 2>&1 || echo exit=$?"));
-    assert!(r.stdout.contains("--privileged") && r.stdout.contains("exit=1"), "{}", r.stdout);
+    let r = sh(&format!(
+        "docker run --rm {tag} install arm64 2>&1 || echo exit=$?"
+    ));
+    assert!(
+        r.stdout.contains("--privileged") && r.stdout.contains("exit=1"),
+        "{}",
+        r.stdout
+    );
     // Removed by the same image with tonistiigi's flag.
-    let mut r = sh(&format!("docker run --privileged --rm {tag} --uninstall 'qemu-*' 2>&1"));
+    let mut r = sh(&format!(
+        "docker run --privileged --rm {tag} --uninstall 'qemu-*' 2>&1"
+    ));
     if r.code != Some(0) && r.stdout.contains("unable to apply caps") {
-        r = sh(&format!("docker run --cap-add SYS_ADMIN --rm {tag} --uninstall 'qemu-*' 2>&1"));
+        r = sh(&format!(
+            "docker run --cap-add SYS_ADMIN --rm {tag} --uninstall 'qemu-*' 2>&1"
+        ));
     }
     r.success();
     assert!(!Path::new("/proc/sys/fs/binfmt_misc/qemu-aarch64").exists());
@@ -202,7 +391,10 @@ fn docker_runs_the_image() {
 
 #[test]
 fn keep_registers_again_what_a_flush_removed() {
-    require!(private_binfmt_works(), "this kernel cannot mount binfmt_misc in a user namespace (needs Linux 6.7+)");
+    require!(
+        private_binfmt_works(),
+        "this kernel cannot mount binfmt_misc in a user namespace (needs Linux 6.7+)"
+    );
     let state = tempfile::tempdir().unwrap();
     let script = r#"
         export BINFMTCTL_ROOT="$BINFMTCTL_STATE_DIR/bm"
@@ -226,7 +418,10 @@ fn keep_registers_again_what_a_flush_removed() {
 
 #[test]
 fn restore_brings_back_persisted_handlers() {
-    require!(private_binfmt_works(), "this kernel cannot mount binfmt_misc in a user namespace (needs Linux 6.7+)");
+    require!(
+        private_binfmt_works(),
+        "this kernel cannot mount binfmt_misc in a user namespace (needs Linux 6.7+)"
+    );
     let state = tempfile::tempdir().unwrap();
     let script = r#"
         export BINFMTCTL_ROOT="$BINFMTCTL_STATE_DIR/bm" BINFMTCTL_PERSIST_DIR="$BINFMTCTL_STATE_DIR/binfmt.d"
@@ -238,9 +433,22 @@ fn restore_brings_back_persisted_handlers() {
     "#;
     let r = in_userns(script, state.path()).success();
     let v = r.json();
-    let targets: Vec<&str> = v["targets"].as_array().unwrap().iter().map(|t| t["target"].as_str().unwrap()).collect();
+    let targets: Vec<&str> = v["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["target"].as_str().unwrap())
+        .collect();
     assert_eq!(targets, ["ppc64le", "s390x"], "{}", r.stdout);
-    assert!(v["targets"].as_array().unwrap().iter().all(|t| t["action"] == "registered" && t["verify"]["outcome"] == "passed"), "{}", r.stdout);
+    assert!(
+        v["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["action"] == "registered" && t["verify"]["outcome"] == "passed"),
+        "{}",
+        r.stdout
+    );
 }
 
 #[test]
@@ -248,17 +456,36 @@ fn packaging_files_are_valid() {
     // The systemd unit, as systemd reads it (with our binary in place of /usr/bin/binfmtctl).
     if have("systemd-analyze") {
         let d = tempfile::tempdir().unwrap();
-        let unit = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/systemd/binfmtctl.service")).unwrap();
-        assert!(unit.contains("After=systemd-binfmt.service") && unit.contains("PartOf=systemd-binfmt.service"));
+        let unit = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/systemd/binfmtctl.service"),
+        )
+        .unwrap();
+        assert!(
+            unit.contains("After=systemd-binfmt.service")
+                && unit.contains("PartOf=systemd-binfmt.service")
+        );
         let unit = unit.replace("/usr/bin/binfmtctl", &binfmtctl_bin().display().to_string());
         let p = d.path().join("binfmtctl.service");
         std::fs::write(&p, unit).unwrap();
-        let r = Run::from_output(Command::new("systemd-analyze").args(["verify", "--man=no"]).arg(&p).output().unwrap());
-        let problems: Vec<&str> = r.stderr.lines().filter(|l| l.contains("binfmtctl.service")).collect();
+        let r = Run::from_output(
+            Command::new("systemd-analyze")
+                .args(["verify", "--man=no"])
+                .arg(&p)
+                .output()
+                .unwrap(),
+        );
+        let problems: Vec<&str> = r
+            .stderr
+            .lines()
+            .filter(|l| l.contains("binfmtctl.service"))
+            .collect();
         assert!(problems.is_empty() && r.code == Some(0), "{}", r.stderr);
     }
     // The Kubernetes manifests.
-    require!(sh("python3 -c 'import yaml'").code == Some(0), "python3-yaml is needed (tests/run.sh installs it)");
+    require!(
+        sh("python3 -c 'import yaml'").code == Some(0),
+        "python3-yaml is needed (tests/run.sh installs it)"
+    );
     let check = r#"
 import sys, yaml
 d = yaml.safe_load(open(sys.argv[1]))
@@ -287,21 +514,40 @@ print("ok")
     // Completions and man pages come from the clap definitions.
     for bin in [binfmtctl_bin(), emubuild_bin()] {
         let name = bin.file_name().unwrap().to_string_lossy().into_owned();
-        let bash = Run::from_output(Command::new(&bin).args(["completions", "bash"]).output().unwrap()).success();
+        let bash = Run::from_output(
+            Command::new(&bin)
+                .args(["completions", "bash"])
+                .output()
+                .unwrap(),
+        )
+        .success();
         let f = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(f.path(), &bash.stdout).unwrap();
         sh(&format!("bash -n {}", f.path().display())).success();
         assert!(bash.stdout.contains(&name));
         let man = Run::from_output(Command::new(&bin).arg("man").output().unwrap()).success();
-        assert!(man.stdout.contains(&format!(".TH {name} 1")), "{}", &man.stdout[..200.min(man.stdout.len())]);
+        assert!(
+            man.stdout.contains(&format!(".TH {name} 1")),
+            "{}",
+            &man.stdout[..200.min(man.stdout.len())]
+        );
     }
 }
 
 #[test]
 fn debian_package_holds_commands_unit_completions_and_man_pages() {
-    require!(have("cargo-deb"), "cargo-deb is missing (tests/run.sh installs it: cargo install --locked cargo-deb)");
+    require!(
+        have("cargo-deb"),
+        "cargo-deb is missing (tests/run.sh installs it: cargo install --locked cargo-deb)"
+    );
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let r = Run::from_output(Command::new(root.join("packaging/deb/build")).arg("--debug").output().unwrap()).success();
+    let r = Run::from_output(
+        Command::new(root.join("packaging/deb/build"))
+            .arg("--debug")
+            .output()
+            .unwrap(),
+    )
+    .success();
     let deb = r
         .stdout
         .lines()
@@ -310,7 +556,9 @@ fn debian_package_holds_commands_unit_completions_and_man_pages() {
         .find(|l| l.ends_with(".deb"))
         .map(PathBuf::from)
         .unwrap_or_else(|| panic!("no .deb named in\n{}\n{}", r.stdout, r.stderr));
-    let list = sh(&format!("dpkg-deb -c {}", deb.display())).success().stdout;
+    let list = sh(&format!("dpkg-deb -c {}", deb.display()))
+        .success()
+        .stdout;
     for f in [
         "./usr/bin/binfmtctl",
         "./usr/bin/emubuild",
@@ -321,8 +569,17 @@ fn debian_package_holds_commands_unit_completions_and_man_pages() {
         "./usr/share/man/man1/binfmtctl.1",
         "./usr/share/man/man1/emubuild.1",
     ] {
-        assert!(list.lines().any(|l| l.ends_with(f) || l.contains(&format!("{f}.gz"))), "{f} missing from\n{list}");
+        assert!(
+            list.lines()
+                .any(|l| l.ends_with(f) || l.contains(&format!("{f}.gz"))),
+            "{f} missing from\n{list}"
+        );
     }
-    let info = sh(&format!("dpkg-deb -f {} Package Depends", deb.display())).success().stdout;
-    assert!(info.contains("Package: emukit") && info.contains("libc6"), "{info}");
+    let info = sh(&format!("dpkg-deb -f {} Package Depends", deb.display()))
+        .success()
+        .stdout;
+    assert!(
+        info.contains("Package: emukit") && info.contains("libc6"),
+        "{info}"
+    );
 }
