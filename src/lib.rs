@@ -22,6 +22,7 @@ pub mod inspect;
 pub mod oci;
 pub mod platform;
 pub mod rootfs;
+pub mod rootless;
 pub mod sandbox;
 pub mod store;
 pub mod util;

@@ -260,6 +260,19 @@ impl BinfmtFs {
         if in_initial_user_namespace() {
             return Instance::Host;
         }
+        // Inside binfmtctl's own user namespace the host's mount device was recorded first.
+        if let (Some(host), Ok(m)) = (
+            std::env::var("EMUKIT_HOST_BINFMT_DEV")
+                .ok()
+                .and_then(|d| d.parse::<u64>().ok()),
+            fs::metadata(&self.root),
+        ) {
+            return if m.dev() == host {
+                Instance::HostFromUserNamespace
+            } else {
+                Instance::Private
+            };
+        }
         // In a user namespace, a private instance's files belong to the namespace's root (a
         // mapped ID); the host's instance shows its files as the overflow ID (unmapped).
         let overflow = fs::read_to_string("/proc/sys/kernel/overflowuid")

@@ -59,10 +59,34 @@ pub enum Command {
     Fetch(FetchArgs),
     /// Register again the handlers `install --persist` wrote (after systemd-binfmt flushed them).
     Restore(RestoreArgs),
+    /// Run one foreign program (or a shell) under a private binfmt_misc in a user namespace:
+    /// no root, and the host's handlers are not touched (Linux 6.7+).
+    Run(RunArgs),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
     /// Print the manual page (roff).
     Man,
+}
+
+/// `run` arguments.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The platform or target to emulate (`linux/arm64`, `arm`, `s390x`...).
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: String,
+    /// Look for emulators in this directory first.
+    #[arg(
+        long = "emulator-dir",
+        value_name = "DIR",
+        env = "BINFMTCTL_EMULATOR_DIR"
+    )]
+    pub emulator_dirs: Vec<PathBuf>,
+    #[allow(missing_docs)]
+    #[command(flatten)]
+    pub archive: ArchiveArgs,
+    /// The program and its arguments.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
 }
 
 /// `restore` arguments.
@@ -278,6 +302,7 @@ pub fn run(cli: Cli) -> Result<Exit> {
         Command::Uninstall(a) => uninstall(&fs, &a),
         Command::Fetch(a) => fetch(&a),
         Command::Restore(a) => restore(&fs, &a),
+        Command::Run(a) => run_private(&fs, &a),
         Command::Completions(a) => {
             clap_complete::generate(
                 a.shell,
@@ -309,6 +334,32 @@ fn print_status_json(fs: &BinfmtFs) -> Result<()> {
         cache_dir: cache.dir().to_path_buf(),
     });
     Ok(())
+}
+
+/// `binfmtctl run`: a user namespace (always, even as root), a private binfmt_misc with the
+/// target's handler, then exec.
+fn run_private(fs: &BinfmtFs, a: &RunArgs) -> Result<Exit> {
+    let target = Table::get()
+        .resolve(&a.platform)
+        .map_err(|e| UsageError(e.to_string()))?;
+    if !crate::rootless::inside() {
+        let warn_fn = |m: &str| warn(PROG, m);
+        crate::rootless::enter(&warn_fn)?;
+    }
+    let private = crate::rootless::mount_private_binfmt(fs.root())?;
+    let resolver = a.archive.resolver(Source::Auto, a.emulator_dirs.clone())?;
+    let warn_fn = |m: &str| warn(PROG, m);
+    crate::rootless::register_private(&private, &[target], &resolver, &warn_fn)?;
+    let args: Vec<std::ffi::CString> = a
+        .command
+        .iter()
+        .map(|s| {
+            std::ffi::CString::new(s.as_str())
+                .map_err(|_| UsageError(format!("`{s}` contains a NUL byte")))
+        })
+        .collect::<std::result::Result<_, _>>()?;
+    let err = nix::unistd::execvp(&args[0], &args).unwrap_err();
+    Err(anyhow::anyhow!("cannot run `{}`: {err}", a.command[0]))
 }
 
 fn restore(fs: &BinfmtFs, a: &RestoreArgs) -> Result<Exit> {

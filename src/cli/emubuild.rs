@@ -253,6 +253,13 @@ pub fn run_cli(cli: Cli) -> Result<Exit> {
         }
         _ => {}
     }
+    // Not root: everything happens in a user namespace of our own (rootless mode).
+    let is_root =
+        nix::unistd::geteuid().is_root() && crate::binfmt::fs::in_initial_user_namespace();
+    if !is_root && !crate::rootless::inside() {
+        let warn_fn = |m: &str| warn(PROG, m);
+        crate::rootless::enter(&warn_fn)?;
+    }
     let ctx = context(&cli)?;
     match &cli.command {
         Command_::From(a) => from(&ctx, a),
@@ -342,6 +349,9 @@ fn run(ctx: &Context, cli: &Cli, a: &RunArgs) -> Result<Exit> {
         out
     };
     let opts = run_options(a)?;
+    if ctx.rootless {
+        prepare_private_emulation(ctx, &cli.binfmt_root, &platforms)?;
+    }
     if platforms.len() == 1 {
         return run_one(ctx, &a.name, &platforms[0], &opts);
     }
@@ -352,6 +362,35 @@ fn run(ctx: &Context, cli: &Cli, a: &RunArgs) -> Result<Exit> {
         .into());
     }
     run_many(cli, a, &platforms)
+}
+
+/// Rootless: a private binfmt_misc with handlers for these platforms (emulators installed,
+/// cached, or fetched and verified from the Debian archive).
+fn prepare_private_emulation(
+    _ctx: &Context,
+    root: &std::path::Path,
+    platforms: &[Platform],
+) -> Result<()> {
+    let fs = crate::rootless::mount_private_binfmt(root)?;
+    let targets: Vec<&crate::arch::Target> = platforms
+        .iter()
+        .filter_map(|p| crate::arch::Table::get().for_platform(p))
+        .collect();
+    let resolver = crate::emulator::resolve::Resolver {
+        source: crate::emulator::resolve::Source::Auto,
+        dirs: std::env::var_os("BINFMTCTL_EMULATOR_DIR")
+            .map(|d| vec![d.into()])
+            .unwrap_or_default(),
+        suite: crate::emulator::suites::Suites::get().default_suite(),
+        mirror: None,
+        apt_dir: "/etc/apt".into(),
+        keyring: crate::emulator::release::DEFAULT_KEYRING.into(),
+        cache: crate::emulator::cache::Cache::new(crate::emulator::cache::Cache::default_dir()),
+        quiet: false,
+    };
+    let warn_fn = |m: &str| warn(PROG, m);
+    crate::rootless::register_private(&fs, &targets, &resolver, &warn_fn)?;
+    Ok(())
 }
 
 fn run_options(a: &RunArgs) -> Result<RunOptions> {

@@ -7,7 +7,7 @@ pub mod mounts;
 pub mod preflight;
 pub mod process;
 pub mod spec;
-mod sys;
+pub(crate) mod sys;
 pub mod user;
 
 pub use process::{Outcome, SandboxError, run};

@@ -56,8 +56,12 @@ pub fn overlay_options(spec: &RunSpec) -> String {
             .to_string()
     };
     let lowers: Vec<String> = spec.lowers.iter().map(|p| rel(p)).collect();
+    // No redirects: a renamed directory must be copied whole into the upper, so each step's
+    // directory is self-contained. In a user namespace (userxattr) only `nofollow` is allowed,
+    // which likewise never creates them.
+    let redirect = if spec.userxattr { "nofollow" } else { "off" };
     let mut o = format!(
-        "lowerdir={},upperdir={},workdir={},redirect_dir=off,index=off,metacopy=off",
+        "lowerdir={},upperdir={},workdir={},redirect_dir={redirect},index=off,metacopy=off",
         lowers.join(":"),
         rel(&spec.upper),
         rel(&spec.work)

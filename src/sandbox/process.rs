@@ -354,14 +354,27 @@ fn exec_command(
         .iter()
         .map(|g| nix::unistd::Gid::from_raw(*g))
         .collect();
-    if let Err(e) = nix::unistd::setgroups(&gids)
+    // In a user namespace that maps only one ID, setgroups is denied: fine when the groups are
+    // just the one group there is.
+    let groups_denied =
+        std::fs::read_to_string("/proc/self/setgroups").is_ok_and(|s| s.trim() == "deny");
+    let set_groups = match nix::unistd::setgroups(&gids) {
+        Err(nix::Error::EPERM) if groups_denied && groups.iter().all(|g| *g == gid) => Ok(()),
+        other => other,
+    };
+    if let Err(e) = set_groups
         .and_then(|_| nix::unistd::setgid(nix::unistd::Gid::from_raw(gid)))
         .and_then(|_| nix::unistd::setuid(nix::unistd::Uid::from_raw(uid)))
     {
+        let hint = if groups_denied {
+            " (this user namespace maps only your own ID, as root; other users need subordinate IDs in /etc/subuid and /etc/subgid)"
+        } else {
+            ""
+        };
         fail(
             report,
             SETUP_FAILED,
-            format!("cannot become user {user_spec}: {e}"),
+            format!("cannot become user {user_spec}: {e}{hint}"),
         );
     }
     let envp: Vec<CString> = env

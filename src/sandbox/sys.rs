@@ -148,3 +148,19 @@ pub fn send_fd(sock: &impl AsRawFd, fd: &impl AsRawFd) -> nix::Result<()> {
     )
     .map(drop)
 }
+
+/// Sets an environment variable. Sound only while the process is single-threaded (a freshly
+/// forked child).
+pub fn set_env_single_threaded(key: &str, value: &str) {
+    // SAFETY: called in a forked child that has one thread; nothing reads the environment
+    // concurrently.
+    unsafe { std::env::set_var(key, value) }
+}
+
+/// Ignores a signal (SIG_IGN).
+pub fn ignore_signal(sig: nix::sys::signal::Signal) {
+    // SAFETY: SIG_IGN installs no handler code, so no async-signal-safety concern arises.
+    unsafe {
+        let _ = nix::sys::signal::signal(sig, nix::sys::signal::SigHandler::SigIgn);
+    }
+}

@@ -10,4 +10,5 @@ mod commit;
 mod emubuild;
 mod fetch;
 mod packaging;
+mod rootless;
 mod util;

@@ -1,0 +1,369 @@
+//! Rootless operation: a user namespace for this process (the user's subordinate ID ranges
+//! through newuidmap/newgidmap when configured, else the user's own ID as root, with a
+//! warning), and inside it a private binfmt_misc instance (Linux 6.7+) holding F-flag handlers
+//! that nobody else sees. The host's handlers are never touched.
+//!
+//! `enter` forks; the child unshares a user and a mount namespace, the parent writes its ID
+//! maps, and the child re-executes this program inside (marked by `EMUKIT_USERNS=1`) as root of
+//! the namespace. The re-executed program never runs inside a container's PID namespace, so
+//! the container cannot reach it through `/proc/<pid>/exe`.
+
+use std::ffi::CString;
+use std::io::{Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use crate::arch::Target;
+use crate::binfmt::{BinfmtFs, Flags, Registration};
+use crate::emulator::resolve::Resolver;
+
+/// Set (to `1`) in the environment of the re-executed program.
+pub const ENV: &str = "EMUKIT_USERNS";
+/// The device number of the host's binfmt_misc mount, recorded before entering the namespace.
+pub const HOST_DEV_ENV: &str = "EMUKIT_HOST_BINFMT_DEV";
+
+/// Errors of rootless operation.
+#[derive(Debug, thiserror::Error)]
+pub enum RootlessError {
+    /// User namespaces are not available.
+    #[error("cannot create a user namespace ({reason}); {hint}")]
+    NoUserNamespace {
+        /// What the kernel said.
+        reason: String,
+        /// What to do.
+        hint: String,
+    },
+    /// The ID maps could not be written.
+    #[error("cannot set up the user namespace's ID map: {0}")]
+    Map(String),
+    /// No private binfmt_misc.
+    #[error(
+        "this kernel ({kernel}) cannot give a user namespace its own binfmt_misc ({reason}); that needs Linux 6.7 or later. Run as root (`sudo binfmtctl install TARGET`, then `sudo emubuild ...`), or use a newer kernel"
+    )]
+    NoPrivateBinfmt {
+        /// `uname -r`.
+        kernel: String,
+        /// What mount said.
+        reason: String,
+    },
+    /// Registering a handler failed.
+    #[error("cannot register a private handler for {target}: {reason}")]
+    Register {
+        /// The target.
+        target: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Are we the re-executed program inside the user namespace?
+pub fn inside() -> bool {
+    std::env::var_os(ENV).is_some_and(|v| v == "1")
+}
+
+/// A subordinate ID range from /etc/subuid or /etc/subgid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubRange {
+    /// First ID.
+    pub start: u64,
+    /// How many.
+    pub count: u64,
+}
+
+/// The first range for `user` (name or number) in a subuid/subgid file's text.
+pub fn sub_range(text: &str, name: &str, id: u32) -> Option<SubRange> {
+    text.lines().find_map(|l| {
+        let mut f = l.trim().split(':');
+        let (who, start, count) = (f.next()?, f.next()?, f.next()?);
+        if who != name && who != id.to_string() {
+            return None;
+        }
+        Some(SubRange {
+            start: start.parse().ok()?,
+            count: count.parse().ok()?,
+        })
+    })
+}
+
+fn why_no_userns(e: nix::Error) -> RootlessError {
+    let read = |p: &str| {
+        std::fs::read_to_string(p)
+            .ok()
+            .map(|s| s.trim().to_string())
+    };
+    let hint = if read("/proc/sys/kernel/unprivileged_userns_clone").as_deref() == Some("0") {
+        "unprivileged user namespaces are disabled (sysctl kernel.unprivileged_userns_clone=0); enable them (`sysctl -w kernel.unprivileged_userns_clone=1`) or run as root".to_string()
+    } else if read("/proc/sys/user/max_user_namespaces").as_deref() == Some("0") {
+        "user namespaces are disabled (sysctl user.max_user_namespaces=0); raise it (`sysctl -w user.max_user_namespaces=15000`) or run as root".to_string()
+    } else if read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns").as_deref() == Some("1")
+    {
+        "AppArmor restricts unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns=1); allow them for this program or run as root".to_string()
+    } else {
+        "run as root, or enable unprivileged user namespaces".to_string()
+    };
+    RootlessError::NoUserNamespace {
+        reason: e.to_string(),
+        hint,
+    }
+}
+
+/// Re-executes this program inside a new user and mount namespace, as root there, and exits
+/// with its status. Returns only on failure (nothing has changed then). Must be called while
+/// the process is single-threaded.
+pub fn enter(warn: &dyn Fn(&str)) -> Result<std::convert::Infallible, RootlessError> {
+    use nix::sched::CloneFlags;
+    use nix::unistd::ForkResult;
+    let uid = nix::unistd::getuid().as_raw();
+    let gid = nix::unistd::getgid().as_raw();
+    let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_default();
+    let subuid = std::fs::read_to_string("/etc/subuid")
+        .ok()
+        .and_then(|t| sub_range(&t, &user, uid));
+    let subgid = std::fs::read_to_string("/etc/subgid")
+        .ok()
+        .and_then(|t| sub_range(&t, &user, gid));
+    let helpers =
+        Path::new("/usr/bin/newuidmap").exists() && Path::new("/usr/bin/newgidmap").exists();
+    let ranges = match (subuid, subgid, helpers) {
+        (Some(u), Some(g), true) if uid != 0 => Some((u, g)),
+        _ => None,
+    };
+    // Test now, in this process's child, that a user namespace can be made at all: a failure
+    // is reported before anything else happens.
+    let (to_parent_r, to_parent_w) =
+        std::os::unix::net::UnixStream::pair().map_err(|e| RootlessError::Map(e.to_string()))?;
+    let host_dev = {
+        use std::os::unix::fs::MetadataExt;
+        let fs = BinfmtFs::new(crate::binfmt::fs::DEFAULT_ROOT);
+        fs.is_mounted()
+            .then(|| std::fs::metadata(fs.root()).map(|m| m.dev()).ok())
+            .flatten()
+    };
+    let exe =
+        std::fs::read_link("/proc/self/exe").map_err(|e| RootlessError::Map(e.to_string()))?;
+    let args: Vec<CString> = std::env::args_os()
+        .filter_map(|a| CString::new(a.as_bytes()).ok())
+        .collect();
+    let exe_c =
+        CString::new(exe.as_os_str().as_bytes()).map_err(|e| RootlessError::Map(e.to_string()))?;
+    match crate::sandbox::sys::fork_single_threaded()
+        .map_err(|e| RootlessError::Map(e.to_string()))?
+    {
+        ForkResult::Child => {
+            drop(to_parent_r);
+            let mut sock = to_parent_w;
+            let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM);
+            if let Err(e) = nix::sched::unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS)
+            {
+                let _ = sock.write_all(format!("E{e}").as_bytes());
+                crate::sandbox::sys::exit_now(125);
+            }
+            let _ = sock.write_all(b"R");
+            let mut go = [0u8; 1];
+            if sock.read_exact(&mut go).is_err() || go[0] != b'G' {
+                crate::sandbox::sys::exit_now(125);
+            }
+            crate::sandbox::sys::set_env_single_threaded(ENV, "1");
+            if let Some(dev) = host_dev {
+                crate::sandbox::sys::set_env_single_threaded(HOST_DEV_ENV, &dev.to_string());
+            }
+            let _ = nix::unistd::execv(&exe_c, &args);
+            crate::sandbox::sys::exit_now(125)
+        }
+        ForkResult::Parent { child } => {
+            drop(to_parent_w);
+            let mut sock = to_parent_r;
+            let mut first = [0u8; 256];
+            let n = sock.read(&mut first).unwrap_or(0);
+            if n == 0 || first[0] != b'R' {
+                let _ = nix::sys::wait::waitpid(child, None);
+                let msg = String::from_utf8_lossy(&first[1..n.max(1)]).into_owned();
+                let errno = nix::Error::from_raw(match msg.as_str() {
+                    m if m.contains("EPERM") => libc::EPERM,
+                    m if m.contains("ENOSPC") => libc::ENOSPC,
+                    m if m.contains("EINVAL") => libc::EINVAL,
+                    _ => libc::EPERM,
+                });
+                return Err(why_no_userns(errno));
+            }
+            let pid = child.as_raw().to_string();
+            let mapped = match ranges {
+                Some((u, g)) => {
+                    let run = |cmd: &str, id: u32, r: SubRange| {
+                        std::process::Command::new(cmd)
+                            .args([
+                                pid.as_str(),
+                                "0",
+                                &id.to_string(),
+                                "1",
+                                "1",
+                                &r.start.to_string(),
+                                &r.count.min(u64::from(u32::MAX - 1)).to_string(),
+                            ])
+                            .status()
+                            .map(|s| s.success())
+                            .unwrap_or(false)
+                    };
+                    run("/usr/bin/newuidmap", uid, u) && run("/usr/bin/newgidmap", gid, g)
+                }
+                None => false,
+            };
+            if !mapped {
+                if ranges.is_some() {
+                    warn(
+                        "newuidmap/newgidmap refused the subordinate ID ranges; falling back to a single ID",
+                    );
+                }
+                warn(&format!(
+                    "no subordinate IDs for `{user}` (/etc/subuid, /etc/subgid) or no newuidmap: only root (your own ID) exists inside, so files of other owners in images become root's and `--user` other than root fails; `usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {user}` fixes that"
+                ));
+                let w = |f: &str, s: String| {
+                    std::fs::write(format!("/proc/{pid}/{f}"), s)
+                        .map_err(|e| RootlessError::Map(format!("{f}: {e}")))
+                };
+                if let Err(e) = w("setgroups", "deny".into())
+                    .and_then(|_| w("uid_map", format!("0 {uid} 1")))
+                    .and_then(|_| w("gid_map", format!("0 {gid} 1")))
+                {
+                    let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+                    let _ = nix::sys::wait::waitpid(child, None);
+                    return Err(e);
+                }
+            }
+            let _ = sock.write_all(b"G");
+            // Terminal signals reach the child directly (same process group); the parent only waits.
+            for s in [
+                nix::sys::signal::Signal::SIGINT,
+                nix::sys::signal::Signal::SIGQUIT,
+            ] {
+                crate::sandbox::sys::ignore_signal(s);
+            }
+            let code = loop {
+                match nix::sys::wait::waitpid(child, None) {
+                    Ok(nix::sys::wait::WaitStatus::Exited(_, c)) => break c,
+                    Ok(nix::sys::wait::WaitStatus::Signaled(_, s, _)) => break 128 + s as i32,
+                    Err(nix::Error::EINTR) | Ok(_) => continue,
+                    Err(_) => break 125,
+                }
+            };
+            std::process::exit(code)
+        }
+    }
+}
+
+/// Mounts this user namespace's own binfmt_misc instance at `root` (in our mount namespace).
+/// Always a fresh mount: whatever was visible there before may be the host's instance, which
+/// must never receive our handlers.
+pub fn mount_private_binfmt(root: &Path) -> Result<BinfmtFs, RootlessError> {
+    if !inside() {
+        return Err(RootlessError::Map(
+            "a private binfmt_misc needs the user namespace first".into(),
+        ));
+    }
+    nix::mount::mount(
+        Some("binfmt_misc"),
+        root,
+        Some("binfmt_misc"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .map_err(|e| RootlessError::NoPrivateBinfmt {
+        kernel: nix::sys::utsname::uname()
+            .map(|u| u.release().to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        reason: e.to_string(),
+    })?;
+    let fs = BinfmtFs::new(root);
+    // The host's instance keeps its device number; a private one has its own.
+    if let (Some(host), Ok(m)) = (
+        std::env::var(HOST_DEV_ENV)
+            .ok()
+            .and_then(|d| d.parse::<u64>().ok()),
+        std::fs::metadata(root),
+    ) {
+        use std::os::unix::fs::MetadataExt;
+        if m.dev() == host {
+            return Err(RootlessError::NoPrivateBinfmt {
+                kernel: nix::sys::utsname::uname()
+                    .map(|u| u.release().to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                reason: "the mount shows the host's instance".into(),
+            });
+        }
+    }
+    Ok(fs)
+}
+
+/// Registers P and F handlers for `targets` in the private instance, emulators from `resolver`
+/// (installed, cached, or fetched and verified). Native targets are skipped.
+pub fn register_private(
+    fs: &BinfmtFs,
+    targets: &[&Target],
+    resolver: &Resolver,
+    warn: &dyn Fn(&str),
+) -> Result<(), RootlessError> {
+    let foreign: Vec<&Target> = targets
+        .iter()
+        .copied()
+        .filter(|t| !crate::sandbox::preflight::is_native(t))
+        .collect();
+    if foreign.is_empty() {
+        return Ok(());
+    }
+    let (emulators, warnings) = resolver.resolve(&foreign);
+    for w in warnings {
+        warn(&w);
+    }
+    for t in foreign {
+        if fs.entry(&t.handler_name()).ok().flatten().is_some() {
+            continue;
+        }
+        let e = emulators
+            .get(&t.name)
+            .cloned()
+            .unwrap_or_else(|| Err("no emulator".into()))
+            .map_err(|reason| RootlessError::Register {
+                target: t.name.clone(),
+                reason,
+            })?;
+        let flags = Flags {
+            preserve_argv0: true,
+            ..Flags::fix_binary()
+        };
+        let reg = Registration::for_target(t, &e.path.to_string_lossy(), flags);
+        fs.register(&reg).map_err(|err| RootlessError::Register {
+            target: t.name.clone(),
+            reason: err.to_string(),
+        })?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subordinate_ranges() {
+        let text = "alice:100000:65536\n1001:200000:1000\n";
+        assert_eq!(
+            sub_range(text, "alice", 1000),
+            Some(SubRange {
+                start: 100000,
+                count: 65536
+            })
+        );
+        assert_eq!(
+            sub_range(text, "bob", 1001),
+            Some(SubRange {
+                start: 200000,
+                count: 1000
+            })
+        );
+        assert_eq!(sub_range(text, "carol", 1002), None);
+    }
+}
