@@ -395,6 +395,24 @@ pub fn scratch_state(platform: Platform) -> PlatformState {
     }
 }
 
+/// A platform's layer directories, top first: its steps, newest first, then the base layers.
+fn stack_of(
+    ctx: &Context,
+    state: &PlatformState,
+    pdir: &Path,
+) -> Result<Vec<PathBuf>, ContainerError> {
+    let mut lowers: Vec<PathBuf> = state
+        .steps
+        .iter()
+        .rev()
+        .filter_map(|s| s.dir.as_ref().map(|d| pdir.join(d)))
+        .collect();
+    for l in state.base_layers.iter().rev() {
+        lowers.push(ctx.store.layer_dir(&l.diff_id)?);
+    }
+    Ok(lowers)
+}
+
 /// Options of one run.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -476,16 +494,7 @@ pub fn run_step(
     preflight::check(platform, &ctx.binfmt_root)?;
     let pdir = cdir.platform_dir(platform);
 
-    // Lower directories, top first: the steps, newest first, then the base layers.
-    let mut lowers: Vec<PathBuf> = state
-        .steps
-        .iter()
-        .rev()
-        .filter_map(|s| s.dir.as_ref().map(|d| pdir.join(d)))
-        .collect();
-    for l in state.base_layers.iter().rev() {
-        lowers.push(ctx.store.layer_dir(&l.diff_id)?);
-    }
+    let mut lowers = stack_of(ctx, &state, &pdir)?;
     if lowers.is_empty() {
         let empty = ctx.store.root().join("empty");
         std::fs::create_dir_all(&empty).map_err(|e| {
@@ -871,15 +880,7 @@ pub fn copy_step(
         let _lock = cdir.lock_platform(&p)?;
         let mut state = cdir.read_platform(&p)?;
         let pdir = cdir.platform_dir(&p);
-        let mut lowers: Vec<PathBuf> = state
-            .steps
-            .iter()
-            .rev()
-            .filter_map(|s| s.dir.as_ref().map(|d| pdir.join(d)))
-            .collect();
-        for l in state.base_layers.iter().rev() {
-            lowers.push(ctx.store.layer_dir(&l.diff_id)?);
-        }
+        let lowers = stack_of(ctx, &state, &pdir)?;
         let owner = match &opts.chown {
             None => (0, 0),
             Some(spec) => {

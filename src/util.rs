@@ -8,24 +8,17 @@ use std::path::Path;
 /// Writes a file atomically: a temporary file in the same directory, fsync, rename over the
 /// target. Readers see the old content or the new, never a part. Creates parent directories.
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
-    tmp.write_all(data)?;
-    tmp.as_file().sync_all()?;
-    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(mode))?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    sync_dir(dir);
-    Ok(())
+    replace(path, data, mode, true)
 }
 
 /// Replaces a file atomically (temporary file + rename) without waiting for the disk: a
 /// killed process never leaves a partial file; a power cut may lose the latest version. For
 /// state that is rewritten often (working-container state).
 pub fn replace_file(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
+    replace(path, data, mode, false)
+}
+
+fn replace(path: &Path, data: &[u8], mode: u32, durable: bool) -> io::Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -33,8 +26,14 @@ pub fn replace_file(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
     fs::create_dir_all(dir)?;
     let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
     tmp.write_all(data)?;
+    if durable {
+        tmp.as_file().sync_all()?;
+    }
     fs::set_permissions(tmp.path(), fs::Permissions::from_mode(mode))?;
     tmp.persist(path).map_err(|e| e.error)?;
+    if durable {
+        sync_dir(dir);
+    }
     Ok(())
 }
 
