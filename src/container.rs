@@ -261,19 +261,15 @@ fn import_from_layout(
     }
     let mut warnings = Vec::new();
     let mut layers: Vec<LayerRef> = Vec::new();
-    let mut lowers: Vec<PathBuf> = Vec::new();
     for (desc, diff_id) in sel.manifest.layers.iter().zip(&diff_ids) {
-        let (layer, w) =
-            ctx.store
-                .import_layer(l, desc, diff_id, &lowers, ctx.xattrs(), ctx.rootless)?;
+        let (layer, w) = ctx
+            .store
+            .import_layer(l, desc, diff_id, ctx.xattrs(), ctx.rootless)?;
         warnings.extend(w);
-        lowers.insert(0, ctx.store.layer_dir(&layer.diff_id)?);
         layers.push(layer);
     }
     ctx.store.import_blob(l, &sel.manifest.config)?;
     ctx.store.import_blob(l, &sel.manifest_desc)?;
-    // The platform as the user asked for it when it matched by fallback (arm/v7 asked, v6 found):
-    // the state records what the image is.
     Ok((
         PlatformState {
             platform: sel.platform.to_string(),
@@ -353,11 +349,9 @@ pub fn detect_platform(root: &Path) -> Option<Platform> {
         }
     }
     for c in candidates {
-        let Ok(fd) = crate::rootfs::within::open_in_root(&rootfd, &c, nix::fcntl::OFlag::O_RDONLY)
-        else {
+        let Ok(mut file) = crate::rootfs::within::open_regular_in_root(&rootfd, &c) else {
             continue;
         };
-        let mut file = std::fs::File::from(fd);
         let mut bytes = Vec::new();
         if std::io::Read::read_to_end(&mut std::io::Read::take(&mut file, 64 << 20), &mut bytes)
             .is_err()
@@ -533,6 +527,13 @@ pub fn run_step(
             wanted_points.push((rel, b.source.is_dir()));
         }
     }
+    // Where each really is once the image's symlinks are followed (`/var/run` -> `/run`): the
+    // layer must not put a directory where the image has a link.
+    for (p, _) in wanted_points.iter_mut() {
+        if let Ok(r) = crate::rootfs::stack::resolve(&lowers, p) {
+            *p = r;
+        }
+    }
     if let Some(mnt) = mountpoint_layer(&run, &lowers, &wanted_points) {
         lowers.insert(0, mnt);
     }
@@ -631,7 +632,6 @@ pub fn run_step(
 /// land in the step's upper directory. Parent directories copy the owner, mode and times of the
 /// same directory below, so the merged view looks as without it. None when nothing is needed.
 fn mountpoint_layer(run: &Path, lowers: &[PathBuf], wanted: &[(PathBuf, bool)]) -> Option<PathBuf> {
-    use std::os::unix::fs::MetadataExt;
     let missing: Vec<&(PathBuf, bool)> = wanted
         .iter()
         .filter(|(p, _)| crate::rootfs::stack::exists(lowers, p) == Some(false))
@@ -658,10 +658,10 @@ fn mountpoint_layer(run: &Path, lowers: &[PathBuf], wanted: &[(PathBuf, bool)]) 
             key.push_str(&format!(
                 "{}:{:o}:{}:{}:{}\n",
                 d.display(),
-                m.mode(),
-                m.uid(),
-                m.gid(),
-                m.mtime()
+                m.mode,
+                m.uid,
+                m.gid,
+                m.mtime.0
             ));
         }
     }
@@ -695,9 +695,27 @@ fn mountpoint_layer(run: &Path, lowers: &[PathBuf], wanted: &[(PathBuf, bool)]) 
 
 /// Removes mount points the sandbox created, when they are still empty (deepest first), then
 /// the directories the overlay copied up only to hold them: a parent left empty whose owner and
-/// mode equal the lower layer's is no change of the command's.
+/// mode equal the lower layer's is no change of the command's. The upper directory is the
+/// command's to shape, so every path is resolved with no symlinks followed at all.
 fn prune_created(upper: &Path, lowers: &[PathBuf], created: &[PathBuf]) {
-    use std::os::unix::fs::MetadataExt;
+    use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag};
+    use nix::sys::stat::SFlag;
+    let Ok(root) = crate::rootfs::within::open_root(upper) else {
+        return;
+    };
+    let open_dir = |rel: &Path| {
+        let rel = if rel.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            rel
+        };
+        let how = OpenHow::new()
+            .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
+            .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
+        nix::fcntl::openat2(&root, rel, how).ok()
+    };
+    let kind =
+        |st: &nix::sys::stat::FileStat| SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
     let mut paths: Vec<PathBuf> = created
         .iter()
         .filter_map(|p| crate::rootfs::within::normalize(p).ok().flatten())
@@ -705,44 +723,78 @@ fn prune_created(upper: &Path, lowers: &[PathBuf], created: &[PathBuf]) {
     paths.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
     let mut parents: Vec<PathBuf> = Vec::new();
     for rel in &paths {
-        let p = upper.join(rel);
-        let removed = match std::fs::symlink_metadata(&p) {
-            Ok(m) if m.is_dir() => std::fs::remove_dir(&p).is_ok(),
-            Ok(m) if m.is_file() && m.len() == 0 => std::fs::remove_file(&p).is_ok(),
+        let (parent, name) = crate::rootfs::within::split(rel);
+        let Some(dir) = open_dir(&parent) else {
+            continue;
+        };
+        let Ok(st) = nix::sys::stat::fstatat(&dir, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW)
+        else {
+            continue;
+        };
+        let removed = match kind(&st) {
+            SFlag::S_IFDIR => nix::unistd::unlinkat(
+                &dir,
+                name.as_os_str(),
+                nix::unistd::UnlinkatFlags::RemoveDir,
+            )
+            .is_ok(),
+            SFlag::S_IFREG if st.st_size == 0 => nix::unistd::unlinkat(
+                &dir,
+                name.as_os_str(),
+                nix::unistd::UnlinkatFlags::NoRemoveDir,
+            )
+            .is_ok(),
             _ => false,
         };
-        if removed && let Some(parent) = rel.parent().filter(|p| !p.as_os_str().is_empty()) {
-            parents.push(parent.to_path_buf());
+        if removed && !parent.as_os_str().is_empty() {
+            parents.push(parent);
         }
     }
     while let Some(rel) = parents.pop() {
-        let p = upper.join(&rel);
-        let Ok(m) = std::fs::symlink_metadata(&p) else {
+        let (parent, name) = crate::rootfs::within::split(&rel);
+        let Some(dir) = open_dir(&parent) else {
             continue;
         };
-        let empty = std::fs::read_dir(&p)
-            .map(|mut d| d.next().is_none())
-            .unwrap_or(false);
-        if !m.is_dir()
-            || !empty
-            || xattr::get(&p, "trusted.overlay.opaque")
-                .ok()
-                .flatten()
-                .is_some()
-        {
+        let Some(this) = open_dir(&rel) else { continue };
+        let Ok(st) = nix::sys::stat::fstat(&this) else {
+            continue;
+        };
+        let empty = std::fs::read_dir(crate::rootfs::within::fd_path(
+            &this,
+            std::ffi::OsStr::new(""),
+        ))
+        .map(|mut d| d.next().is_none())
+        .unwrap_or(false);
+        let opaque = xattr::get_deref(
+            crate::rootfs::within::fd_path(&this, std::ffi::OsStr::new("")),
+            "trusted.overlay.opaque",
+        )
+        .ok()
+        .flatten()
+        .is_some()
+            || xattr::get_deref(
+                crate::rootfs::within::fd_path(&this, std::ffi::OsStr::new("")),
+                "user.overlay.opaque",
+            )
+            .ok()
+            .flatten()
+            .is_some();
+        drop(this);
+        if !empty || opaque {
             continue;
         }
-        let same_below = lowers
-            .iter()
-            .find_map(|l| std::fs::symlink_metadata(l.join(&rel)).ok())
-            .is_some_and(|l| {
-                l.is_dir() && l.mode() == m.mode() && l.uid() == m.uid() && l.gid() == m.gid()
-            });
+        let same_below = crate::rootfs::stack::dir_meta(lowers, &rel)
+            .is_some_and(|m| m.mode == st.st_mode && m.uid == st.st_uid && m.gid == st.st_gid);
         if same_below
-            && std::fs::remove_dir(&p).is_ok()
-            && let Some(parent) = rel.parent().filter(|p| !p.as_os_str().is_empty())
+            && nix::unistd::unlinkat(
+                &dir,
+                name.as_os_str(),
+                nix::unistd::UnlinkatFlags::RemoveDir,
+            )
+            .is_ok()
+            && !parent.as_os_str().is_empty()
         {
-            parents.push(parent.to_path_buf());
+            parents.push(parent);
         }
     }
 }
@@ -889,7 +941,18 @@ pub fn copy_step(
                         .unwrap_or_else(|_| PathBuf::from(f));
                     lowers
                         .iter()
-                        .find_map(|l| std::fs::read_to_string(l.join(&rel)).ok())
+                        .find_map(|l| {
+                            let root = crate::rootfs::within::open_root(l).ok()?;
+                            let mut file =
+                                crate::rootfs::within::open_regular_in_root(&root, &rel).ok()?;
+                            let mut text = String::new();
+                            std::io::Read::read_to_string(
+                                &mut std::io::Read::take(&mut file, 4 << 20),
+                                &mut text,
+                            )
+                            .ok()?;
+                            Some(text)
+                        })
                         .unwrap_or_default()
                 };
                 let u =

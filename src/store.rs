@@ -138,6 +138,17 @@ impl Store {
             let p = root.join(d);
             std::fs::create_dir_all(&p).map_err(io_err("create", &p))?;
         }
+        // Unpacked images hold setuid programs and device nodes as their owners made them:
+        // only the store's owner may reach them.
+        use std::os::unix::fs::PermissionsExt;
+        for d in ["", "blobs", "layers", "containers", "tmp"] {
+            let p = root.join(d);
+            let meta = std::fs::metadata(&p).map_err(io_err("inspect", &p))?;
+            if meta.permissions().mode() & 0o077 != 0 {
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o700))
+                    .map_err(io_err("restrict", &p))?;
+            }
+        }
         Ok(Store {
             root: root.to_path_buf(),
         })
@@ -188,7 +199,6 @@ impl Store {
         src: &Layout,
         desc: &Descriptor,
         diff_id: &str,
-        lowers: &[PathBuf],
         xattrs: XattrNamespace,
         rootless: bool,
     ) -> Result<(LayerRef, Vec<String>), StoreError> {
@@ -222,11 +232,7 @@ impl Store {
         let stats = {
             let decoded = unpack::decompress(io::BufReader::new(&mut tee))
                 .map_err(|e| corrupt(e.to_string()))?;
-            let opts = UnpackOptions {
-                xattrs,
-                lowers: lowers.to_vec(),
-                rootless,
-            };
+            let opts = UnpackOptions { xattrs, rootless };
             unpack::unpack_layer(decoded, &dir_tmp, &opts).map_err(|source| StoreError::Unpack {
                 digest: desc.digest.clone(),
                 source,
@@ -266,11 +272,7 @@ impl Store {
             inner: decoded,
             out,
         };
-        let opts = UnpackOptions {
-            xattrs,
-            lowers: Vec::new(),
-            rootless,
-        };
+        let opts = UnpackOptions { xattrs, rootless };
         let stats = unpack::unpack_layer(&mut tee, &dir_tmp, &opts).map_err(|source| {
             StoreError::Unpack {
                 digest: path.display().to_string(),

@@ -64,6 +64,14 @@ pub enum FsError {
     /// An entry could not be parsed.
     #[error(transparent)]
     Entry(#[from] EntryError),
+    /// The mount is a user namespace's private instance, invisible to the host.
+    #[error(
+        "binfmt_misc at `{root}` is a private instance of this user namespace (a rootless or userns-remapped container engine): handlers registered there are invisible to the host. Run the container with `--privileged` on a rootful engine, or name the mount with `--root` to use the private instance on purpose (`binfmtctl run` does that for one program)"
+    )]
+    PrivateInstance {
+        /// The mount point.
+        root: PathBuf,
+    },
 }
 
 fn io_err(action: &'static str, path: &Path, source: io::Error) -> FsError {

@@ -114,6 +114,9 @@ pub struct InstallOptions {
     pub verify: bool,
     /// Where ownership records live.
     pub state_dir: PathBuf,
+    /// Register into a user namespace's private instance (only when the mount was named on
+    /// purpose; by default that is refused, as the host would not see the handlers).
+    pub allow_private: bool,
 }
 
 /// Registers handlers for `targets`; `find` supplies each target's emulator.
@@ -128,6 +131,11 @@ pub fn install(
     } else {
         fs.ensure_mounted()?
     };
+    if !opts.dry_run && !opts.allow_private && fs.instance() == Instance::Private {
+        return Err(FsError::PrivateInstance {
+            root: fs.root().to_path_buf(),
+        });
+    }
     let owners = Owners::new(&opts.state_dir, fs.root());
     let mut reports = Vec::new();
     for &target in targets {
@@ -322,9 +330,10 @@ pub fn uninstall(
     targets: &[&Target],
     opts: &UninstallOptions,
 ) -> Result<Report, FsError> {
-    let owners = Owners::new(&opts.state_dir, fs.root());
     // In a fresh container binfmt_misc is not mounted yet: its entries are there all the same.
+    // (Mounted first: the ownership records are keyed by the mount.)
     let mounted_now = fs.ensure_mounted()?;
+    let owners = Owners::new(&opts.state_dir, fs.root());
     let mounted = true;
     let mut reports = Vec::new();
     for &target in targets {

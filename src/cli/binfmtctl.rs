@@ -525,6 +525,7 @@ fn install(fs: &BinfmtFs, a: &InstallArgs) -> Result<Exit> {
         persist_dir: a.persist.then(|| a.persist_dir.clone()),
         verify: true,
         state_dir: owner::state_dir(),
+        allow_private: fs.root() != Path::new(DEFAULT_ROOT),
     };
     let resolver = a.archive.resolver(a.source, a.emulator_dirs.clone())?;
     let (emulators, warnings) = resolver.resolve(&targets);

@@ -176,6 +176,27 @@ impl Cache {
         Ok(dest)
     }
 
+    /// The newest `Date` (Unix seconds) of a verified InRelease accepted for `suite`.
+    pub fn release_seen(&self, suite: &str) -> Option<i64> {
+        std::fs::read_to_string(self.dir.join("releases").join(suite))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// Records a verified InRelease's `Date` for `suite` (keeps the newest).
+    pub fn record_release(&self, suite: &str, date: i64) {
+        if self.release_seen(suite).is_some_and(|s| s >= date) {
+            return;
+        }
+        let _ = write_atomic(
+            &self.dir.join("releases").join(suite),
+            date.to_string().as_bytes(),
+            0o644,
+        );
+    }
+
     /// Every record in the cache.
     pub fn records(&self) -> Vec<Record> {
         let mut out = Vec::new();

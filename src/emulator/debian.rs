@@ -205,9 +205,8 @@ fn download_and_extract(
     let text = String::from_utf8_lossy(&inrelease);
     let signed = keyring.verify_clearsigned(&inrelease_url, &text)?;
     let rel = Release::parse(&signed);
-    let mut names: Vec<&str> = vec![suite.name.as_str()];
-    names.extend(suite.aliases.iter().map(String::as_str));
-    rel.check(&inrelease_url, &names, now())?;
+    let seen = opts.cache.release_seen(&suite.name);
+    rel.check(&inrelease_url, &suite.name, now(), seen)?;
 
     // 2. Packages.xz, checked against the signed index.
     let index_path = format!("main/binary-{arch}/Packages.xz");
@@ -292,6 +291,11 @@ fn download_and_extract(
             FetchFailure::Download(e) => FetchError::Download(e),
             FetchFailure::Other(e) => e,
         })?;
+
+    // Remember how new a signed index this suite has had (rollback protection).
+    if let Some(d) = rel.date_unix() {
+        opts.cache.record_release(&suite.name, d);
+    }
 
     // 4. Each emulator must be a static program for this host before it enters the cache.
     let mut out = HashMap::new();

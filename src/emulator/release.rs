@@ -227,22 +227,23 @@ impl Release {
             })
     }
 
-    /// Checks the file is for the suite asked for (`Suite` or `Codename`) and not expired.
+    /// Checks the file is for the suite asked for: its `Codename` must be exactly the codename
+    /// in the URL (a moving name such as `oldstable` would let an old, genuinely signed file
+    /// pass), it must not have expired (Valid-Until), and it must not be older than one already
+    /// accepted for this suite (`not_before`, Unix seconds).
     pub fn check(
         &self,
         url: &str,
-        suite_names: &[&str],
+        codename: &str,
         now_unix: i64,
+        not_before: Option<i64>,
     ) -> Result<(), ReleaseError> {
-        if !suite_names
-            .iter()
-            .any(|n| *n == self.suite || *n == self.codename)
-        {
+        if self.codename != codename {
             return Err(ReleaseError::Unacceptable {
                 url: url.to_string(),
                 reason: format!(
-                    "it is the Release file of suite `{}` (codename `{}`), not of `{}`; the mirror serves the wrong suite",
-                    self.suite, self.codename, suite_names[0]
+                    "it is the Release file of codename `{}` (suite `{}`), not of `{codename}`; the mirror serves the wrong suite",
+                    self.codename, self.suite
                 ),
             });
         }
@@ -257,7 +258,23 @@ impl Release {
                 ),
             });
         }
+        if let (Some(seen), Some(date)) = (not_before, parse_rfc2822_utc(&self.date))
+            && date < seen
+        {
+            return Err(ReleaseError::Unacceptable {
+                url: url.to_string(),
+                reason: format!(
+                    "it is dated {} but a newer one (Unix time {seen}) was already accepted for this suite; the mirror is replaying old files",
+                    self.date
+                ),
+            });
+        }
         Ok(())
+    }
+
+    /// The `Date:` as Unix seconds.
+    pub fn date_unix(&self) -> Option<i64> {
+        parse_rfc2822_utc(&self.date)
     }
 }
 
@@ -364,14 +381,25 @@ mod tests {
             }
         );
         assert!(r.file("u", "main/binary-s390x/Packages.xz").is_err());
-        assert!(r.check("u", &["trixie"], 0).is_ok());
-        assert!(r.check("u", &["stable"], 0).is_ok());
-        let e = r.check("u", &["bookworm"], 0).unwrap_err().to_string();
+        assert!(r.check("u", "trixie", 0, None).is_ok());
+        assert!(
+            r.check("u", "stable", 0, None).is_err(),
+            "a moving suite name is not a codename"
+        );
+        let e = r.check("u", "bookworm", 0, None).unwrap_err().to_string();
         assert!(e.contains("wrong suite"), "{e}");
         let mut expired = r.clone();
         expired.valid_until = Some("Sat, 08 Nov 2025 10:00:00 UTC".into());
-        assert!(expired.check("u", &["trixie"], 1_900_000_000).is_err());
-        assert!(expired.check("u", &["trixie"], 1_700_000_000).is_ok());
+        assert!(expired.check("u", "trixie", 1_900_000_000, None).is_err());
+        assert!(expired.check("u", "trixie", 1_700_000_000, None).is_ok());
+        let date = r.date_unix().unwrap();
+        assert!(r.check("u", "trixie", 0, Some(date)).is_ok());
+        assert!(
+            r.check("u", "trixie", 0, Some(date + 1))
+                .unwrap_err()
+                .to_string()
+                .contains("replaying")
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 use std::fs::File;
 use std::io::{self, Read};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::digest::HashingReader;
@@ -124,7 +125,22 @@ impl Layout {
     /// Opens a blob for streaming; the caller verifies (see [`VerifyingReader`]).
     pub fn open_blob(&self, digest: &str) -> Result<File, LayoutError> {
         let p = self.blob_path(digest)?;
-        File::open(&p).map_err(|e| {
+        // No symlinks, no FIFOs or devices: a blob is a regular file of the layout.
+        let opened = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(&p)
+            .and_then(|f| {
+                if f.metadata()?.is_file() {
+                    Ok(f)
+                } else {
+                    Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "not a regular file",
+                    ))
+                }
+            });
+        opened.map_err(|e| {
             if e.kind() == io::ErrorKind::NotFound {
                 LayoutError::Missing {
                     digest: digest.to_string(),

@@ -270,8 +270,13 @@ mod tests {
     #[test]
     fn whiteouts_and_opaque_round_trip_through_unpack() {
         if !nix::unistd::geteuid().is_root() {
-            assert!(std::env::var_os("EMUKIT_TEST_STRICT").is_none(), "cannot run: whiteout devices need root");
-            eprintln!("SKIPPED: whiteout devices need root (EMUKIT_TEST_STRICT=1 makes this a failure)");
+            assert!(
+                std::env::var_os("EMUKIT_TEST_STRICT").is_none(),
+                "cannot run: whiteout devices need root"
+            );
+            eprintln!(
+                "SKIPPED: whiteout devices need root (EMUKIT_TEST_STRICT=1 makes this a failure)"
+            );
             return;
         }
         let d = tempfile::tempdir().unwrap();
@@ -312,7 +317,6 @@ mod tests {
         std::fs::create_dir(&back).unwrap();
         let o = UnpackOptions {
             xattrs: XattrNamespace::Trusted,
-            lowers: vec![],
             rootless: false,
         };
         unpack_layer(&out[..], &back, &o).unwrap();

@@ -4,8 +4,6 @@
 //! points and copied files beside the image without changing how its directories look.
 
 use std::ffi::OsString;
-use std::fs::Metadata;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
 use nix::fcntl::OFlag;
@@ -105,26 +103,47 @@ pub fn resolve(lowers: &[PathBuf], rel: &Path) -> Result<PathBuf, String> {
     Ok(out)
 }
 
-/// The metadata of directory `rel` in the merged view (its topmost layer), if it is one.
-pub fn dir_meta(lowers: &[PathBuf], rel: &Path) -> Option<Metadata> {
+/// Owner, mode and times of a directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DirMeta {
+    /// Mode bits (with the type).
+    pub mode: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Modification time.
+    pub mtime: (i64, i64),
+    /// Access time.
+    pub atime: (i64, i64),
+}
+
+/// The metadata of directory `rel` in the merged view (its topmost layer), if it is one. Read
+/// from the descriptor resolved inside that layer, never through a host path.
+pub fn dir_meta(lowers: &[PathBuf], rel: &Path) -> Option<DirMeta> {
     match topmost(lowers, rel)? {
-        Ok((layer, st)) if kind(&st) == SFlag::S_IFDIR => {
-            std::fs::symlink_metadata(layer.join(rel)).ok()
-        }
+        Ok((_, st)) if kind(&st) == SFlag::S_IFDIR => Some(DirMeta {
+            mode: st.st_mode,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            mtime: (st.st_mtime, st.st_mtime_nsec),
+            atime: (st.st_atime, st.st_atime_nsec),
+        }),
         _ => None,
     }
 }
 
-/// Gives `dest` (a directory in a new layer) the owner, mode and times `rel` has below.
+/// Gives `dest` (a directory in a new layer, which we created) the owner, mode and times `rel`
+/// has below.
 pub fn copy_dir_meta(lowers: &[PathBuf], rel: &Path, dest: &Path) {
     if let Some(m) = dir_meta(lowers, rel) {
-        let _ = std::os::unix::fs::lchown(dest, Some(m.uid()), Some(m.gid()));
+        let _ = std::os::unix::fs::lchown(dest, Some(m.uid), Some(m.gid));
         let _ = std::fs::set_permissions(
             dest,
-            std::os::unix::fs::PermissionsExt::from_mode(m.mode() & 0o7777),
+            std::os::unix::fs::PermissionsExt::from_mode(m.mode & 0o7777),
         );
-        let t = nix::sys::time::TimeSpec::new(m.mtime(), m.mtime_nsec());
-        let a = nix::sys::time::TimeSpec::new(m.atime(), m.atime_nsec());
+        let t = nix::sys::time::TimeSpec::new(m.mtime.0, m.mtime.1);
+        let a = nix::sys::time::TimeSpec::new(m.atime.0, m.atime.1);
         let _ = nix::sys::stat::utimensat(
             nix::fcntl::AT_FDCWD,
             dest,

@@ -75,9 +75,6 @@ impl XattrNamespace {
 pub struct UnpackOptions {
     /// Which xattr namespace overlay markers use.
     pub xattrs: XattrNamespace,
-    /// Lower layer directories, top first: hardlink targets not in this layer are copied from
-    /// there.
-    pub lowers: Vec<PathBuf>,
     /// Not real root: device nodes are skipped (with a warning) and ownership failures are
     /// warnings.
     pub rootless: bool,
@@ -473,8 +470,9 @@ impl Unpacker<'_> {
         Ok(())
     }
 
-    /// Hardlinks within this layer; a target only in a lower layer is copied up (a link cannot
-    /// span layer directories).
+    /// Hardlinks within this layer. A target in another layer is refused: copying it in would
+    /// make this layer's unpacked content depend on which image it came with (and the layer
+    /// directory is shared, by diff_id, between images).
     fn hardlink(
         &mut self,
         dir: &OwnedFd,
@@ -490,39 +488,8 @@ impl Unpacker<'_> {
             return nix::unistd::linkat(&tdir, tname.as_os_str(), dir, name, AtFlags::empty())
                 .map_err(nix_err("create the hardlink", rel));
         }
-        for lower in &self.opts.lowers {
-            let Ok(lroot) = within::open_root(lower) else {
-                continue;
-            };
-            let Ok(src) = open_in_root(&lroot, target, OFlag::O_RDONLY | OFlag::O_NOFOLLOW) else {
-                continue;
-            };
-            let st = nix::sys::stat::fstat(&src).map_err(nix_err("inspect", target))?;
-            if !is_reg(&st) {
-                continue;
-            }
-            let fd = nix::fcntl::openat(
-                dir,
-                name,
-                OFlag::O_CREAT
-                    | OFlag::O_EXCL
-                    | OFlag::O_WRONLY
-                    | OFlag::O_NOFOLLOW
-                    | OFlag::O_CLOEXEC,
-                Mode::from_bits_truncate(0o600),
-            )
-            .map_err(nix_err("create", rel))?;
-            let mut out = File::from(fd);
-            io::copy(&mut File::from(src), &mut out).map_err(io_err("copy", rel))?;
-            self.set_owner(dir, name, rel, st.st_uid, st.st_gid)?;
-            nix::sys::stat::fchmod(&out, Mode::from_bits_truncate(st.st_mode & 0o7777))
-                .map_err(nix_err("set the mode of", rel))?;
-            let t = TimeSpec::new(st.st_mtime, st.st_mtime_nsec);
-            nix::sys::stat::futimens(&out, &t, &t).map_err(nix_err("set the time of", rel))?;
-            return Ok(());
-        }
         Err(UnpackError::Unsafe(format!(
-            "hardlink /{} points at /{}, which is in no layer",
+            "hardlink /{} points at /{}, which is not in this layer",
             rel.display(),
             target.display()
         )))
@@ -557,10 +524,6 @@ fn is_dir(st: &FileStat) -> bool {
     SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR
 }
 
-fn is_reg(st: &FileStat) -> bool {
-    SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFREG
-}
-
 /// Is this an overlayfs whiteout (a 0:0 character device)?
 pub fn is_whiteout(st: &FileStat) -> bool {
     SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFCHR && st.st_rdev == 0
@@ -574,7 +537,6 @@ mod tests {
     fn opts() -> UnpackOptions {
         UnpackOptions {
             xattrs: XattrNamespace::Trusted,
-            lowers: vec![],
             rootless: !nix::unistd::geteuid().is_root(),
         }
     }
@@ -841,10 +803,9 @@ mod tests {
     }
 
     #[test]
-    fn hardlink_to_a_lower_layer_is_copied() {
-        let lower = tempfile::tempdir().unwrap();
-        std::fs::create_dir(lower.path().join("bin")).unwrap();
-        std::fs::write(lower.path().join("bin/tool"), b"tool").unwrap();
+    fn hardlink_to_another_layer_is_refused() {
+        // The target is not in this layer: refused (a layer's content must not depend on the
+        // image it came with, since unpacked layers are shared by diff_id).
         let mut t = TarBuilder::new();
         t.entry(
             "bin/tool2",
@@ -853,11 +814,9 @@ mod tests {
             Some("bin/tool"),
             0o755,
         );
-        let d = tempfile::tempdir().unwrap();
-        let mut o = opts();
-        o.lowers = vec![lower.path().to_path_buf()];
-        unpack_layer(&t.done()[..], d.path(), &o).unwrap();
-        assert_eq!(std::fs::read(d.path().join("bin/tool2")).unwrap(), b"tool");
+        let (d, r) = unpack(&t.done());
+        assert!(matches!(r, Err(UnpackError::Unsafe(_))), "{r:?}");
+        assert!(!d.path().join("root/bin/tool2").exists());
     }
 
     #[test]

@@ -146,6 +146,23 @@ pub fn ensure_dir_recording(
     Ok(cur)
 }
 
+/// Opens `rel` under `root` for reading only if it is a regular file (resolved inside the
+/// root; a FIFO, device or socket is refused without being opened for reading, so it can
+/// neither block nor trigger a device's side effects).
+pub fn open_regular_in_root(root: &impl AsFd, rel: &Path) -> io::Result<std::fs::File> {
+    let fd = open_in_root(root, rel, OFlag::O_PATH | OFlag::O_NOFOLLOW)?;
+    let st = nix::sys::stat::fstat(&fd)?;
+    if nix::sys::stat::SFlag::from_bits_truncate(st.st_mode) & nix::sys::stat::SFlag::S_IFMT
+        != nix::sys::stat::SFlag::S_IFREG
+    {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("/{} is not a regular file", rel.display()),
+        ));
+    }
+    std::fs::File::open(fd_path(&fd, OsStr::new("")))
+}
+
 /// Splits a normalised path into its parent and final name.
 pub fn split(rel: &Path) -> (PathBuf, OsString) {
     let name = rel.file_name().map(OsStr::to_os_string).unwrap_or_default();
@@ -179,6 +196,24 @@ mod tests {
         );
         assert_eq!(normalize(Path::new("./")).unwrap(), None);
         assert!(normalize(Path::new("a/../../b")).is_err());
+    }
+
+    #[test]
+    fn only_regular_files_are_opened() {
+        let d = tempfile::tempdir().unwrap();
+        nix::unistd::mkfifo(
+            &d.path().join("fifo"),
+            nix::sys::stat::Mode::from_bits_truncate(0o644),
+        )
+        .unwrap();
+        std::fs::write(d.path().join("file"), b"x").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", d.path().join("link")).unwrap();
+        let root = open_root(d.path()).unwrap();
+        // A FIFO is refused at once (opening it for reading would block).
+        assert!(open_regular_in_root(&root, Path::new("fifo")).is_err());
+        assert!(open_regular_in_root(&root, Path::new("file")).is_ok());
+        // A symlink out of the root resolves inside it (there is no etc/passwd here).
+        assert!(open_regular_in_root(&root, Path::new("link")).is_err());
     }
 
     #[test]

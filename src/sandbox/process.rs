@@ -223,6 +223,7 @@ fn init(
         let _ = writeln!(report, "W {w}");
     }
     let _ = nix::sys::prctl::set_dumpable(false);
+    super::caps::drop_extra_effective();
     let slave = match console {
         None => None,
         Some(sock) => match sys::open_pty_pair() {
@@ -286,8 +287,10 @@ fn exec_command(
         sys::exit_now(code)
     };
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+    // A session of its own, always: without `-t` the command must not share the user's
+    // terminal session (no TIOCSTI into the user's shell, no SIGTTIN on reads).
+    let _ = nix::unistd::setsid();
     if let Some(slave) = &slave {
-        let _ = nix::unistd::setsid();
         for fd in 0..3 {
             if let Err(e) = sys::dup2(slave.as_raw_fd(), fd) {
                 fail(
@@ -377,6 +380,8 @@ fn exec_command(
             format!("cannot become user {user_spec}: {e}{hint}"),
         );
     }
+    // Nothing emubuild inherited beyond stdio reaches the command.
+    sys::close_inherited_fds();
     let envp: Vec<CString> = env
         .iter()
         .filter_map(|e| CString::new(e.as_str()).ok())

@@ -164,3 +164,25 @@ pub fn ignore_signal(sig: nix::sys::signal::Signal) {
         let _ = nix::sys::signal::signal(sig, nix::sys::signal::SigHandler::SigIgn);
     }
 }
+
+/// Marks every descriptor from 3 up close-on-exec (close_range with CLOSE_RANGE_CLOEXEC), so
+/// nothing inherited by emubuild leaks into the command.
+pub fn close_inherited_fds() {
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    // SAFETY: close_range takes integers only; marking descriptors close-on-exec cannot
+    // invalidate memory.
+    let r = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, CLOSE_RANGE_CLOEXEC) };
+    if r != 0 {
+        // Older kernels: walk /proc/self/fd.
+        if let Ok(rd) = std::fs::read_dir("/proc/self/fd") {
+            let fds: Vec<i32> = rd
+                .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .filter(|fd| *fd > 2)
+                .collect();
+            for fd in fds {
+                // SAFETY: setting FD_CLOEXEC on a descriptor number; failure is harmless.
+                unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+            }
+        }
+    }
+}

@@ -439,4 +439,14 @@ fn private_instance_in_a_user_namespace() {
         host_had_it,
         "the private entry leaked to the host"
     );
+
+    // A private instance at the usual place (a rootless container engine): refused unless the
+    // mount was named on purpose, since the host would never see the handlers.
+    let script = r#"
+        mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+        "$BINFMTCTL" install s390x || echo exit=$?
+    "#;
+    let r = in_userns(script, state.path());
+    assert!(r.stdout.contains("exit=1"), "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("private instance"), "{}", r.stderr);
 }

@@ -633,6 +633,7 @@ fn the_sandbox_is_a_container() {
         "not in a new PID namespace: {out}"
     );
     assert!(out.contains("\nbox\n"), "{out}");
+    // Docker's default set.
     assert!(out.contains("CapBnd:\t00000000a80425fb"), "{out}");
     for d in [
         "null", "zero", "full", "random", "urandom", "tty", "pts", "shm", "ptmx",
@@ -646,6 +647,61 @@ fn the_sandbox_is_a_container() {
     assert!(
         out.contains("exe-hidden"),
         "the host binary is reachable through /proc/1/exe: {out}"
+    );
+
+    // With its own network namespace, the same set.
+    let r = emubuild(
+        store.path(),
+        &[
+            "run",
+            "--name",
+            "box",
+            "--network",
+            "none",
+            "--",
+            "grep",
+            "CapBnd",
+            "/proc/self/status",
+        ],
+    )
+    .success();
+    assert_eq!(r.stdout.trim(), "CapBnd:\t00000000a80425fb");
+    // Its own session (no TIOCSTI into the caller's terminal), no inherited descriptors, device
+    // nodes made inside are inert, and the store is private to its owner.
+    let inner = "echo sid=$(cut -d' ' -f6 /proc/$$/stat) pid=$$; ls /proc/self/fd | tr '\\n' ' '; echo; mknod /tmp/nullx c 1 3 && (echo data > /tmp/nullx 2>/dev/null && echo device-usable || echo device-inert)";
+    let r = Run::from_output(
+        std::process::Command::new("sh")
+            .args(["-c", "exec 7</dev/null; exec \"$@\"", "sh"])
+            .arg(emubuild_bin())
+            .args(["run", "--name", "box", "--", "sh", "-c", inner])
+            .env("EMUBUILD_STORE", store.path())
+            .output()
+            .unwrap(),
+    )
+    .success();
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    let (sid, pid) = lines[0].split_once(' ').unwrap();
+    assert_eq!(
+        sid.trim_start_matches("sid="),
+        pid.trim_start_matches("pid="),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(
+        lines[1].split_whitespace().collect::<Vec<_>>(),
+        ["0", "1", "2", "3"],
+        "inherited descriptors leaked: {}",
+        r.stdout
+    );
+    assert_eq!(lines[2], "device-inert", "{}", r.stdout);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(store.path())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o700
     );
 }
 
