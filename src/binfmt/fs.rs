@@ -61,6 +61,14 @@ pub enum FsError {
         #[source]
         source: io::Error,
     },
+    /// `--root` names a directory with something in it that is not binfmt_misc.
+    #[error(
+        "`{root}` is not a binfmt_misc mount and is not empty; mounting over it would hide what it holds. Point `--root` at an empty directory or at a binfmt_misc mount"
+    )]
+    NotEmpty {
+        /// The directory.
+        root: PathBuf,
+    },
     /// An entry could not be parsed.
     #[error(transparent)]
     Entry(#[from] EntryError),
@@ -144,6 +152,15 @@ impl BinfmtFs {
             return Err(FsError::Mount {
                 root: self.root.clone(),
                 source: nix::Error::ENOENT,
+            });
+        }
+        // binfmt_misc's own place may hold nothing else; any other directory must be empty, so
+        // that a mistyped `--root` never hides a directory's files under a mount.
+        if self.root != Path::new(DEFAULT_ROOT)
+            && fs::read_dir(&self.root).is_ok_and(|mut d| d.next().is_some())
+        {
+            return Err(FsError::NotEmpty {
+                root: self.root.clone(),
             });
         }
         nix::mount::mount(

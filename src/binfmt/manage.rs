@@ -268,8 +268,7 @@ pub fn restore(fs: &BinfmtFs, persist_dir: &Path, state_dir: &Path) -> Result<Re
         else {
             continue;
         };
-        let is_ours = std::fs::read_to_string(&f).is_ok_and(|t| t.starts_with(persist::MARKER));
-        let Some(reg) = persist::read(persist_dir, name).filter(|_| is_ours) else {
+        let Some(reg) = persist::read_ours(persist_dir, name) else {
             continue;
         };
         let Some(target) = Table::get()
@@ -283,7 +282,11 @@ pub fn restore(fs: &BinfmtFs, persist_dir: &Path, state_dir: &Path) -> Result<Re
         r.line = reg.encode().ok();
         r.persisted = Some(f.clone());
         match fs.entry(&reg.name) {
-            Ok(Some(e)) if reg.same_as(&e) => r.action = Some(Action::Unchanged),
+            Ok(Some(e)) if reg.same_as(&e) => {
+                // systemd-binfmt registered it at boot from our file: it is ours.
+                let _ = owners.record(&reg);
+                r.action = Some(Action::Unchanged);
+            }
             Ok(Some(e)) => {
                 r.error = Some(format!(
                     "`{}` is registered with another line (interpreter {}); `binfmtctl install --replace {}` restores ours",
@@ -333,7 +336,10 @@ pub fn uninstall(
     // In a fresh container binfmt_misc is not mounted yet: its entries are there all the same.
     // (Mounted first: the ownership records are keyed by the mount.)
     let mounted_now = fs.ensure_mounted()?;
-    let owners = Owners::new(&opts.state_dir, fs.root());
+    let mut owners = Owners::new(&opts.state_dir, fs.root());
+    if let Some(dir) = &opts.persist_dir {
+        owners = owners.with_persisted(dir);
+    }
     let mounted = true;
     let mut reports = Vec::new();
     for &target in targets {
@@ -465,7 +471,7 @@ pub fn status(fs: &BinfmtFs, state_dir: &Path, persist_dir: &Path) -> Result<Sta
             entries: Vec::new(),
         });
     }
-    let owners = Owners::new(state_dir, fs.root());
+    let owners = Owners::new(state_dir, fs.root()).with_persisted(persist_dir);
     let entries = fs.entries()?;
     let mut out = Vec::new();
     for (i, e) in entries.iter().enumerate() {
@@ -482,9 +488,7 @@ pub fn status(fs: &BinfmtFs, state_dir: &Path, persist_dir: &Path) -> Result<Sta
         } else {
             None
         };
-        let persisted = persist::read(persist_dir, &e.name).is_some_and(|r| r.same_as(e))
-            && std::fs::read_to_string(persist::path_for(persist_dir, &e.name))
-                .is_ok_and(|t| t.starts_with(persist::MARKER));
+        let persisted = persist::read_ours(persist_dir, &e.name).is_some_and(|r| r.same_as(e));
         out.push(EntryStatus {
             target: e.target().map(|t| t.name.clone()),
             managed: owners.owns(e),

@@ -1,7 +1,9 @@
 //! Which binfmt_misc entries binfmtctl owns. The kernel keeps no owner, so binfmtctl records the
 //! exact line of every entry it registers (under a runtime directory, keyed by mount), and also
 //! treats as its own any entry whose interpreter lives in a `binfmtctl` directory (its cache, or
-//! the emulator directory of its container image). `uninstall` only removes owned entries.
+//! the emulator directory of its container image), and any entry whose line is that of a
+//! `binfmt.d` file it wrote (`install --persist`): the runtime records do not survive a reboot,
+//! the persisted files do. `uninstall` only removes owned entries.
 
 use std::fs;
 use std::io;
@@ -31,6 +33,7 @@ pub fn state_dir() -> PathBuf {
 #[derive(Debug, Clone)]
 pub struct Owners {
     dir: PathBuf,
+    persisted: Option<PathBuf>,
 }
 
 impl Owners {
@@ -44,7 +47,14 @@ impl Owners {
         let key = hex::encode(h.finalize());
         Owners {
             dir: state.join("owned").join(&key[..16]),
+            persisted: None,
         }
+    }
+
+    /// Also owns entries whose line is that of a `binfmt.d` file binfmtctl wrote in `dir`.
+    pub fn with_persisted(mut self, dir: &Path) -> Owners {
+        self.persisted = Some(dir.to_path_buf());
+        self
     }
 
     fn record_path(&self, name: &str) -> PathBuf {
@@ -67,6 +77,11 @@ impl Owners {
     /// Do we own this live entry?
     pub fn owns(&self, entry: &Entry) -> bool {
         if interpreter_is_ours(&entry.interpreter) {
+            return true;
+        }
+        if let Some(dir) = &self.persisted
+            && super::persist::read_ours(dir, &entry.name).is_some_and(|reg| reg.same_as(entry))
+        {
             return true;
         }
         fs::read_to_string(self.record_path(&entry.name))
@@ -120,6 +135,37 @@ mod tests {
         let root2 = tempfile::tempdir().unwrap();
         owners.record(&reg).unwrap();
         assert!(!Owners::new(state.path(), root2.path()).owns(&entry));
+    }
+
+    #[test]
+    fn persisted_lines_are_ours_after_a_reboot() {
+        // No runtime record (a reboot cleared /run), but our binfmt.d file holds the line.
+        let state = tempfile::tempdir().unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let etc = tempfile::tempdir().unwrap();
+        let t = Table::get().by_name("riscv64").unwrap();
+        let reg = Registration::for_target(t, "/usr/bin/qemu-riscv64-static", Flags::fix_binary());
+        let entry = Entry {
+            name: reg.name.clone(),
+            enabled: true,
+            interpreter: reg.interpreter.clone(),
+            flags: reg.flags,
+            matcher: reg.matcher.clone(),
+        };
+        let owners = Owners::new(state.path(), root.path()).with_persisted(etc.path());
+        assert!(!owners.owns(&entry));
+        super::super::persist::write(etc.path(), &reg).unwrap();
+        assert!(owners.owns(&entry));
+        // Another line under the same name is not ours, nor is an unmarked file's.
+        let mut other = entry.clone();
+        other.interpreter = "/usr/bin/qemu-riscv64".into();
+        assert!(!owners.owns(&other));
+        std::fs::write(
+            etc.path().join("qemu-riscv64.conf"),
+            format!("{}\n", reg.encode().unwrap()),
+        )
+        .unwrap();
+        assert!(!owners.owns(&entry));
     }
 
     #[test]

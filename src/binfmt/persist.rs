@@ -67,6 +67,12 @@ pub fn read(dir: &Path, name: &str) -> Option<Registration> {
     Registration::parse_line(line).ok()
 }
 
+/// The registration of a file binfmtctl wrote (marked), if there is one.
+pub fn read_ours(dir: &Path, name: &str) -> Option<Registration> {
+    let marked = fs::read_to_string(path_for(dir, name)).is_ok_and(|t| t.starts_with(MARKER));
+    read(dir, name).filter(|_| marked)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

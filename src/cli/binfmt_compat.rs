@@ -13,9 +13,7 @@ use super::{Exit, UsageError};
 use crate::arch::Table;
 use crate::binfmt::manage::{self, InstallOptions, UninstallOptions};
 use crate::binfmt::{BinfmtFs, Flags, owner};
-use crate::emulator::cache::Cache;
-use crate::emulator::resolve::{Resolver, Source};
-use crate::emulator::suites::Suites;
+use crate::emulator::resolve::Resolver;
 
 const PROG: &str = "binfmtctl";
 
@@ -40,19 +38,7 @@ pub fn run(fs: &BinfmtFs, install: Option<&str>, uninstall: Option<&str>) -> Res
 
 fn install_list(fs: &BinfmtFs, list: &str) -> Result<bool> {
     let targets = super::binfmtctl::resolve_targets(&[list.to_string()])?;
-    let dirs: Vec<std::path::PathBuf> = std::env::var_os("BINFMTCTL_EMULATOR_DIR")
-        .map(|d| vec![d.into()])
-        .unwrap_or_default();
-    let resolver = Resolver {
-        source: Source::Auto,
-        dirs,
-        suite: Suites::get().default_suite(),
-        mirror: None,
-        apt_dir: "/etc/apt".into(),
-        keyring: crate::emulator::release::DEFAULT_KEYRING.into(),
-        cache: Cache::new(Cache::default_dir()),
-        quiet: true,
-    };
+    let resolver = Resolver::from_env(true).map_err(super::UsageError)?;
     let (emulators, warnings) = resolver.resolve(&targets);
     for w in warnings {
         warn(PROG, &w);

@@ -23,7 +23,7 @@ const PROG: &str = "binfmtctl";
 /// Manage QEMU user-mode emulation through binfmt_misc: register static emulators with the F
 /// flag, prove they work by running a foreign program, and remove only what binfmtctl added.
 #[derive(Debug, Parser)]
-#[command(name = "binfmtctl", version, about, long_about = None, args_conflicts_with_subcommands = true)]
+#[command(name = "binfmtctl", version, about, long_about = None)]
 pub struct Cli {
     /// The binfmt_misc mount to work on.
     #[arg(long, global = true, env = "BINFMTCTL_ROOT", default_value = DEFAULT_ROOT, value_name = "DIR")]
@@ -150,6 +150,7 @@ impl ArchiveArgs {
             keyring: self.keyring.clone(),
             cache: self.cache(),
             quiet: self.quiet,
+            offline: false,
         })
     }
 }
@@ -287,6 +288,14 @@ pub fn main() -> std::process::ExitCode {
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<Exit> {
     let fs = BinfmtFs::new(&cli.root);
+    // `--install`/`--uninstall` are tonistiigi/binfmt's whole command line; `--root` goes with
+    // any subcommand.
+    if cli.command.is_some() && (cli.compat_install.is_some() || cli.compat_uninstall.is_some()) {
+        return Err(UsageError(
+            "`--install`/`--uninstall` (tonistiigi/binfmt's flags) cannot be combined with a subcommand; use `binfmtctl install TARGET...` or `binfmtctl uninstall TARGET...`".into(),
+        )
+        .into());
+    }
     let Some(command) = cli.command else {
         return super::binfmt_compat::run(
             &fs,
@@ -527,7 +536,9 @@ fn install(fs: &BinfmtFs, a: &InstallArgs) -> Result<Exit> {
         state_dir: owner::state_dir(),
         allow_private: fs.root() != Path::new(DEFAULT_ROOT),
     };
-    let resolver = a.archive.resolver(a.source, a.emulator_dirs.clone())?;
+    let mut resolver = a.archive.resolver(a.source, a.emulator_dirs.clone())?;
+    // A dry run changes nothing: no download, no cache write.
+    resolver.offline = a.dry_run;
     let (emulators, warnings) = resolver.resolve(&targets);
     for w in warnings {
         warn(PROG, &w);
@@ -689,7 +700,11 @@ fn verify(fs: &BinfmtFs, a: &VerifyArgs) -> Result<Exit> {
     };
     let results = manage::verify(fs, &targets)?;
     if results.is_empty() {
-        eprintln!("{PROG}: no qemu-* handlers are registered; `binfmtctl install TARGET` adds one");
+        output::error(
+            PROG,
+            "nothing to verify: no qemu-* handlers are registered; `binfmtctl install TARGET` adds one",
+        );
+        return Ok(Exit::Failure);
     }
     if a.json {
         output::json(&results);

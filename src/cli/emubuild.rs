@@ -376,18 +376,8 @@ fn prepare_private_emulation(
         .iter()
         .filter_map(|p| crate::arch::Table::get().for_platform(p))
         .collect();
-    let resolver = crate::emulator::resolve::Resolver {
-        source: crate::emulator::resolve::Source::Auto,
-        dirs: std::env::var_os("BINFMTCTL_EMULATOR_DIR")
-            .map(|d| vec![d.into()])
-            .unwrap_or_default(),
-        suite: crate::emulator::suites::Suites::get().default_suite(),
-        mirror: None,
-        apt_dir: "/etc/apt".into(),
-        keyring: crate::emulator::release::DEFAULT_KEYRING.into(),
-        cache: crate::emulator::cache::Cache::new(crate::emulator::cache::Cache::default_dir()),
-        quiet: false,
-    };
+    let resolver =
+        crate::emulator::resolve::Resolver::from_env(false).map_err(super::UsageError)?;
     let warn_fn = |m: &str| warn(PROG, m);
     crate::rootless::register_private(&fs, &targets, &resolver, &warn_fn)?;
     Ok(())

@@ -42,10 +42,52 @@ pub struct Resolver<'a> {
     pub cache: Cache,
     /// No progress bars.
     pub quiet: bool,
+    /// Never fetch (`install --dry-run`): a target that would need a download resolves to the
+    /// path the cache would give it, with a warning saying a real run fetches it.
+    pub offline: bool,
 }
 
 /// Each target's emulator or why there is none, plus warnings.
 pub type Resolved = (HashMap<String, Result<Emulator, String>>, Vec<String>);
+
+impl Resolver<'static> {
+    /// A resolver configured from the environment alone, as the commands without archive
+    /// options use it (the container entry, rootless emubuild): `$BINFMTCTL_SOURCE`,
+    /// `$BINFMTCTL_EMULATOR_DIR`, `$BINFMTCTL_SUITE`, `$BINFMTCTL_KEYRING`,
+    /// `$BINFMTCTL_CACHE_DIR` (and `$BINFMTCTL_MIRROR`, which mirror resolution reads itself).
+    pub fn from_env(quiet: bool) -> Result<Resolver<'static>, String> {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let source = match var("BINFMTCTL_SOURCE").as_deref() {
+            None | Some("auto") => Source::Auto,
+            Some("system") => Source::System,
+            Some("debian") => Source::Debian,
+            Some(other) => {
+                return Err(format!(
+                    "BINFMTCTL_SOURCE is `{other}`; use auto, system or debian"
+                ));
+            }
+        };
+        Ok(Resolver {
+            source,
+            dirs: var("BINFMTCTL_EMULATOR_DIR")
+                .map(|d| vec![d.into()])
+                .unwrap_or_default(),
+            suite: super::suites::Suites::get().resolve(var("BINFMTCTL_SUITE").as_deref())?,
+            mirror: None,
+            apt_dir: "/etc/apt".into(),
+            keyring: var("BINFMTCTL_KEYRING")
+                .unwrap_or_else(|| super::release::DEFAULT_KEYRING.into())
+                .into(),
+            cache: Cache::new(
+                var("BINFMTCTL_CACHE_DIR")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(Cache::default_dir),
+            ),
+            quiet,
+            offline: false,
+        })
+    }
+}
 
 impl Resolver<'_> {
     /// Resolves every target.
@@ -98,6 +140,23 @@ impl Resolver<'_> {
             }
         }
         if misses.is_empty() {
+            return (out, warnings);
+        }
+        if self.offline {
+            for t in misses {
+                warnings.push(format!(
+                    "no static emulator for {} is installed or cached; a real run fetches it from the Debian archive (suite {})",
+                    t.name, self.suite.name
+                ));
+                out.insert(
+                    t.name.clone(),
+                    Ok(Emulator {
+                        target: t.name.clone(),
+                        path: self.cache.emulator_path(&self.suite.name, &t.name),
+                        origin: super::Origin::Debian,
+                    }),
+                );
+            }
             return (out, warnings);
         }
         let mirror = match mirror::resolve(self.mirror.as_deref(), &self.apt_dir) {

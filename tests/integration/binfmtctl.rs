@@ -203,8 +203,25 @@ fn persist_writes_and_uninstall_removes_binfmt_d_files() {
         .unwrap()
         .clone();
     assert_eq!(e["persisted"], true);
+    // A reboot clears the runtime ownership records; the persisted file still says it is ours.
+    assert!(
+        !e["interpreter"].as_str().unwrap().contains("binfmtctl"),
+        "the test needs an emulator outside binfmtctl's directories: {e}"
+    );
+    std::fs::remove_dir_all(state.path().join("owned")).unwrap();
+    let st = binfmtctl_env(state.path(), &["status", "--json"], &env)
+        .success()
+        .json();
+    let managed = st["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "qemu-s390x")
+        .map(|e| e["managed"].clone());
+    assert_eq!(managed, Some(serde_json::Value::Bool(true)));
     binfmtctl_env(state.path(), &["uninstall", "s390x"], &env).success();
     assert!(!etc.path().join("qemu-s390x.conf").exists());
+    assert!(!host.fs().root().join("qemu-s390x").exists());
     drop(host);
 }
 
@@ -225,6 +242,27 @@ fn dry_run_changes_nothing_and_credential_is_opt_in() {
         "{}",
         r.stdout
     );
+    assert_eq!(host.fs().names().unwrap(), before);
+    // Nor does it download: an emulator that would be fetched is shown at its cache path.
+    let cache = tempfile::tempdir().unwrap();
+    let env = [
+        ("BINFMTCTL_CACHE_DIR", cache.path().to_str().unwrap()),
+        ("BINFMTCTL_MIRROR", "http://127.0.0.1:9/debian"),
+    ];
+    let r = binfmtctl_env(
+        state.path(),
+        &["install", "--dry-run", "--source", "debian", "riscv64"],
+        &env,
+    )
+    .success();
+    assert!(r.stderr.contains("a real run fetches it"), "{}", r.stderr);
+    assert!(
+        r.stdout.trim().starts_with(":qemu-riscv64:")
+            && r.stdout.contains(cache.path().to_str().unwrap()),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(std::fs::read_dir(cache.path()).unwrap().count(), 0);
     assert_eq!(host.fs().names().unwrap(), before);
 
     let r = binfmtctl(state.path(), &["install", "--credential", "riscv64"]).success();
@@ -379,6 +417,7 @@ fn inspect_reports_foreign_programs() {
         .json();
     assert_eq!(v[0]["is_static"], false);
     assert!(v[0]["interpreter"].as_str().unwrap().contains("ld-linux"));
+    assert_eq!(v[0]["runs_with"], "native", "{}", v[0]);
     // Not an ELF file: an error, exit 1.
     let r = binfmtctl(state.path(), &["inspect", "/etc/hostname"]).code_is(1);
     assert!(r.stderr.contains("not an ELF program"), "{}", r.stderr);
@@ -391,6 +430,8 @@ fn usage_errors_exit_2() {
     assert!(r.stderr.contains("unknown target `vax`"), "{}", r.stderr);
     binfmtctl(state.path(), &["install"]).code_is(2);
     binfmtctl(state.path(), &["frobnicate"]).code_is(2);
+    let r = binfmtctl(state.path(), &["--install", "arm64", "status"]).code_is(2);
+    assert!(r.stderr.contains("cannot be combined"), "{}", r.stderr);
 }
 
 #[test]
@@ -449,4 +490,22 @@ fn private_instance_in_a_user_namespace() {
     let r = in_userns(script, state.path());
     assert!(r.stdout.contains("exit=1"), "{}\n{}", r.stdout, r.stderr);
     assert!(r.stderr.contains("private instance"), "{}", r.stderr);
+
+    // With nothing registered, `verify` proves nothing: exit 1. A `--root` that is a directory
+    // with files in it is never mounted over.
+    let script = r#"
+        export BINFMTCTL_ROOT="$BINFMTCTL_STATE_DIR/empty-mount"
+        mkdir "$BINFMTCTL_ROOT"
+        mount -t binfmt_misc binfmt_misc "$BINFMTCTL_ROOT"
+        "$BINFMTCTL" verify || echo verify=$?
+        mkdir "$BINFMTCTL_STATE_DIR/full"; touch "$BINFMTCTL_STATE_DIR/full/keep"
+        "$BINFMTCTL" --root "$BINFMTCTL_STATE_DIR/full" install s390x || echo full=$?
+        test -e "$BINFMTCTL_STATE_DIR/full/keep" && echo kept
+    "#;
+    let r = in_userns(script, state.path());
+    assert!(r.stdout.contains("verify=1"), "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("nothing to verify"), "{}", r.stderr);
+    assert!(r.stdout.contains("full=1"), "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("not empty"), "{}", r.stderr);
+    assert!(r.stdout.contains("kept"), "{}", r.stdout);
 }
