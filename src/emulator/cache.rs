@@ -176,25 +176,34 @@ impl Cache {
         Ok(dest)
     }
 
-    /// The newest `Date` (Unix seconds) of a verified InRelease accepted for `suite`.
-    pub fn release_seen(&self, suite: &str) -> Option<i64> {
-        std::fs::read_to_string(self.dir.join("releases").join(suite))
+    /// The newest `Date` (Unix seconds) of a verified InRelease accepted for `suite` from
+    /// `mirror`. Kept per mirror: another mirror may lag a little behind without being a
+    /// replay, but one mirror going back in time is.
+    pub fn release_seen(&self, suite: &str, mirror: &str) -> Option<i64> {
+        std::fs::read_to_string(self.release_path(suite, mirror))
             .ok()?
             .trim()
             .parse()
             .ok()
     }
 
-    /// Records a verified InRelease's `Date` for `suite` (keeps the newest).
-    pub fn record_release(&self, suite: &str, date: i64) {
-        if self.release_seen(suite).is_some_and(|s| s >= date) {
+    /// Records a verified InRelease's `Date` for `suite` from `mirror` (keeps the newest).
+    pub fn record_release(&self, suite: &str, mirror: &str, date: i64) {
+        if self.release_seen(suite, mirror).is_some_and(|s| s >= date) {
             return;
         }
         let _ = write_atomic(
-            &self.dir.join("releases").join(suite),
+            &self.release_path(suite, mirror),
             date.to_string().as_bytes(),
             0o644,
         );
+    }
+
+    fn release_path(&self, suite: &str, mirror: &str) -> PathBuf {
+        let key = crate::digest::sha256_hex(mirror.trim_end_matches('/').as_bytes());
+        self.dir
+            .join("releases")
+            .join(format!("{suite}-{}", &key[..16]))
     }
 
     /// Every record in the cache.

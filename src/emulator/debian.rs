@@ -205,14 +205,23 @@ fn download_and_extract(
     let text = String::from_utf8_lossy(&inrelease);
     let signed = keyring.verify_clearsigned(&inrelease_url, &text)?;
     let rel = Release::parse(&signed);
-    let seen = opts.cache.release_seen(&suite.name);
+    let seen = opts.cache.release_seen(&suite.name, &opts.mirror);
     rel.check(&inrelease_url, &suite.name, now(), seen)?;
 
     // 2. Packages.xz, checked against the signed index.
     let index_path = format!("main/binary-{arch}/Packages.xz");
     let listed = rel.file(&inrelease_url, &index_path)?;
     let index_url = format!("{base}/{index_path}");
-    let compressed = dl.get_bytes(&index_url, listed.size)?;
+    let compressed = dl.get_bytes(&index_url, listed.size).map_err(|e| match e {
+        // Longer than the signed index says: a size mismatch, named as one.
+        DownloadError::TooLarge { .. } => FetchError::Integrity {
+            url: index_url.clone(),
+            what: "size",
+            expected: listed.size.to_string(),
+            actual: format!("more than {}", listed.size),
+        },
+        e => FetchError::Download(e),
+    })?;
     check(
         &index_url,
         "size",
@@ -276,8 +285,13 @@ fn download_and_extract(
                     format!("connection closed after {size} of {} bytes", pkg.size),
                 )));
             }
-            check(&deb_url, "size", &pkg.size.to_string(), &size.to_string())
-                .map_err(BodyError::Stop)?;
+            // `size` is at most one byte over: reading stops there.
+            let actual = if size > pkg.size {
+                format!("more than {}", pkg.size)
+            } else {
+                size.to_string()
+            };
+            check(&deb_url, "size", &pkg.size.to_string(), &actual).map_err(BodyError::Stop)?;
             check(&deb_url, "SHA256", &pkg.sha256, &sha).map_err(BodyError::Stop)?;
             let found = res.map_err(|e| {
                 BodyError::Stop(FetchError::Deb {
@@ -294,7 +308,7 @@ fn download_and_extract(
 
     // Remember how new a signed index this suite has had (rollback protection).
     if let Some(d) = rel.date_unix() {
-        opts.cache.record_release(&suite.name, d);
+        opts.cache.record_release(&suite.name, &opts.mirror, d);
     }
 
     // 4. Each emulator must be a static program for this host before it enters the cache.
@@ -307,7 +321,11 @@ fn download_and_extract(
                 pkg.package, pkg.version
             )),
             Some(e) => match super::check(&e.dest, t) {
-                Err(err) => Err(format!("refused: {err}")),
+                Err(super::EmulatorError::Unusable { reason, .. }) => Err(format!(
+                    "refused `/{path}` in {deb_url} ({} {}): {reason}; nothing was cached",
+                    pkg.package, pkg.version
+                )),
+                Err(err) => Err(format!("refused `/{path}` in {deb_url}: {err}")),
                 Ok(()) => {
                     let record = Record {
                         target: t.name.clone(),

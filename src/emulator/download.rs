@@ -74,11 +74,18 @@ impl Downloader {
         }
     }
 
-    /// Opens a GET response (one attempt).
-    fn open(&self, url: &str) -> Result<reqwest::blocking::Response, DownloadError> {
+    /// Opens a GET response (one attempt). The whole transfer must finish within a time that
+    /// allows for the expected size at a slow rate, so a mirror that stalls mid-transfer is a
+    /// network error (and retried), never a hang.
+    fn open(
+        &self,
+        url: &str,
+        expected_size: Option<u64>,
+    ) -> Result<reqwest::blocking::Response, DownloadError> {
         let resp = self
             .client
             .get(url)
+            .timeout(transfer_deadline(expected_size))
             .send()
             .map_err(|e| DownloadError::Network {
                 url: url.to_string(),
@@ -110,7 +117,7 @@ impl Downloader {
             if attempt > 1 {
                 std::thread::sleep(Duration::from_millis(500 * u64::from(attempt)));
             }
-            let resp = match self.open(url) {
+            let resp = match self.open(url, expected_size) {
                 Ok(r) => r,
                 Err(e) if e.retryable() && attempt < ATTEMPTS => {
                     last = e.to_string();
@@ -203,6 +210,12 @@ pub enum FetchFailure<E> {
     Download(DownloadError),
     /// The callback's own error.
     Other(E),
+}
+
+/// How long a transfer of `size` bytes may take: a minute, plus the time at 64 KiB/s.
+fn transfer_deadline(size: Option<u64>) -> Duration {
+    const SLOWEST: u64 = 64 * 1024;
+    Duration::from_secs(60 + size.unwrap_or(16 << 20) / SLOWEST)
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

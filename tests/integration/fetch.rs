@@ -103,6 +103,32 @@ fn real_fetch_then_offline_cache_hit() {
         "binfmtctl-probe aarch64\n"
     );
 
+    // The older suites: another package (bookworm: qemu-user-static, `qemu-*-static` files)
+    // and the backports suite, both from data; each gives a working emulator.
+    for (suite, package) in [
+        ("bookworm", "qemu-user-static"),
+        ("bookworm-backports", "qemu-user"),
+    ] {
+        let v = binfmtctl_env(
+            state.path(),
+            &["fetch", "--suite", suite, "aarch64", "--json"],
+            &env,
+        )
+        .success()
+        .json();
+        assert_eq!(v[0]["record"]["suite"], suite);
+        assert_eq!(v[0]["record"]["package"], package);
+        let out = std::process::Command::new(v[0]["emulator"]["path"].as_str().unwrap())
+            .arg(probe.path())
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "binfmtctl-probe aarch64\n",
+            "{suite}"
+        );
+    }
+
     // Offline: an unreachable mirror still serves cached emulators (the hash is re-checked).
     let offline = fetch_env(cache.path(), "http://127.0.0.1:9/debian");
     let r = binfmtctl_env(state.path(), &["fetch", "aarch64", "--json"], &offline).success();
@@ -152,7 +178,29 @@ fn tampered_mirror_is_refused_and_nothing_is_cached() {
         .success();
         assert_eq!(r.json()[0]["emulator"]["origin"], "debian");
         // Not a terminal: no progress bar.
-        assert!(!r.stderr.contains('\r'), "{:?}", r.stderr);
+        assert!(!r.stderr.contains("qemu-user"), "{:?}", r.stderr);
+        // On a terminal (a pseudo-terminal from `script`) the download draws one, naming the
+        // package; `--quiet` hides it.
+        for (quiet, want_bar) in [(false, true), (true, false)] {
+            let cache = tempfile::tempdir().unwrap();
+            let cmd = format!(
+                "BINFMTCTL_STATE_DIR='{}' BINFMTCTL_CACHE_DIR='{}' BINFMTCTL_MIRROR='{}' '{}' fetch{} s390x",
+                state.path().display(),
+                cache.path().display(),
+                server.url,
+                binfmtctl_bin().display(),
+                if quiet { " --quiet" } else { "" }
+            );
+            let o = std::process::Command::new("script")
+                .args(["-qec", &cmd, "/dev/null"])
+                .env("COLUMNS", "100")
+                .env("LINES", "30")
+                .output()
+                .expect("script (util-linux)");
+            let out = String::from_utf8_lossy(&o.stdout);
+            assert!(o.status.success(), "{out}");
+            assert_eq!(out.contains("iB/s"), want_bar, "quiet={quiet}: {out:?}");
+        }
     }
 
     let deb_len = std::fs::metadata(root.join(&deb_rel)).unwrap().len();
@@ -160,7 +208,7 @@ fn tampered_mirror_is_refused_and_nothing_is_cached() {
     let inrelease = std::fs::read_to_string(root.join(&inrelease_rel)).unwrap();
     // A byte inside the signed text: the first hash listed under SHA256.
     let sha_at = inrelease.find("SHA256:").unwrap() + "SHA256:\n ".len() + 3;
-    let cases: [(&str, &str, u64, &[&str]); 4] = [
+    let cases: [(&str, &str, u64, &[&str]); 6] = [
         (
             "flipped byte in the .deb",
             &deb_rel,
@@ -178,6 +226,18 @@ fn tampered_mirror_is_refused_and_nothing_is_cached() {
             &index_rel,
             100,
             &["Packages.xz", "SHA256", "refusing it"],
+        ),
+        (
+            "a .deb one byte longer",
+            &deb_rel,
+            APPEND_BYTE,
+            &[".deb", "size", &format!("says {deb_len}"), "more than"],
+        ),
+        (
+            "a Packages.xz one byte longer",
+            &index_rel,
+            APPEND_BYTE,
+            &["Packages.xz", "size", "more than"],
         ),
         (
             "edited InRelease",
@@ -332,4 +392,188 @@ fn no_mirror_known_is_a_clear_error() {
     );
     let bad = binfmtctl_env(state.path(), &["fetch", "arm", "--suite", "potato"], &[]).code_is(2);
     assert!(bad.stderr.contains("unknown suite"), "{}", bad.stderr);
+}
+
+/// A Debian archive of our own, signed by a key made for the test: `dists/trixie/InRelease`
+/// (clearsigned), its amd64 `Packages.xz`, and a `qemu-user` package holding `files` (archive
+/// path, source file). Returns the keyring file that verifies it.
+fn self_signed_archive(dir: &Path, files: &[(&str, &Path)]) -> std::path::PathBuf {
+    let pkg = dir.join("pkg");
+    for (inside, src) in files {
+        let dest = pkg.join(inside);
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::fs::copy(src, &dest).unwrap();
+    }
+    let script = r#"
+        set -eu
+        cd "$1"
+        mkdir -p pkg/DEBIAN debian/pool/main/q/qemu debian/dists/trixie/main/binary-amd64 gnupg
+        chmod 700 gnupg
+        printf 'Package: qemu-user\nVersion: 1:99.0-1\nArchitecture: amd64\nMaintainer: test <test@example.invalid>\nDescription: test\n' > pkg/DEBIAN/control
+        dpkg-deb -Zxz --root-owner-group --build pkg debian/pool/main/q/qemu/qemu-user_99.0-1_amd64.deb >/dev/null
+        deb=pool/main/q/qemu/qemu-user_99.0-1_amd64.deb
+        printf 'Package: qemu-user\nVersion: 1:99.0-1\nArchitecture: amd64\nFilename: %s\nSize: %s\nSHA256: %s\n\n' \
+          "$deb" "$(stat -c %s debian/$deb)" "$(sha256sum debian/$deb | cut -d' ' -f1)" \
+          | xz > debian/dists/trixie/main/binary-amd64/Packages.xz
+        idx=debian/dists/trixie/main/binary-amd64/Packages.xz
+        { printf 'Origin: test\nSuite: stable\nCodename: trixie\nDate: %s\nSHA256:\n' "$(LC_ALL=C date -u '+%a, %d %b %Y %H:%M:%S UTC')"
+          printf ' %s %s main/binary-amd64/Packages.xz\n' "$(sha256sum $idx | cut -d' ' -f1)" "$(stat -c %s $idx)"
+        } > Release
+        export GNUPGHOME="$PWD/gnupg"
+        gpg -q --batch --passphrase '' --quick-gen-key 'binfmtctl test <test@example.invalid>' rsa3072 sign never 2>/dev/null
+        gpg -q --batch --clearsign --digest-algo SHA256 -o debian/dists/trixie/InRelease Release
+        gpg -q --batch --export > keyring.gpg
+    "#;
+    let o = std::process::Command::new("sh")
+        .args(["-c", script, "sh"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "building the test archive failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    dir.join("keyring.gpg")
+}
+
+#[test]
+fn foreign_or_dynamic_emulators_and_unknown_signers_are_refused() {
+    require!(
+        busybox("s390x").is_some(),
+        "busybox-static fixtures missing; run tests/run.sh"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    // "qemu-s390x" that is an s390x program (not one for this host), "qemu-arm" that is this
+    // host's dynamically linked /bin/ls.
+    let keyring = self_signed_archive(
+        dir.path(),
+        &[
+            ("usr/bin/qemu-s390x", &busybox("s390x").unwrap()),
+            ("usr/bin/qemu-arm", Path::new("/bin/ls")),
+        ],
+    );
+    let server = MirrorServer::start(dir.path(), None);
+    let state = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let env = fetch_env(cache.path(), &server.url);
+    let keyring = keyring.to_str().unwrap();
+    let r = binfmtctl_env(
+        state.path(),
+        &["fetch", "--keyring", keyring, "s390x", "arm"],
+        &env,
+    )
+    .code_is(1);
+    for want in [
+        "usr/bin/qemu-s390x",
+        "it is a program for s390x",
+        "usr/bin/qemu-arm",
+        "dynamically linked",
+        "nothing was cached",
+    ] {
+        assert!(
+            r.stderr.contains(want),
+            "expected {want:?} in\n{}",
+            r.stderr
+        );
+    }
+    assert!(
+        cached_files(cache.path()).is_empty(),
+        "cached {:?}",
+        cached_files(cache.path())
+    );
+    // The same mirror going back in time (a genuinely signed but older InRelease, as a replay
+    // would serve): refused, since a newer one was accepted from it.
+    let resign = r#"
+        set -eu
+        cd "$1"
+        export GNUPGHOME="$PWD/gnupg"
+        sed -i "s/^Date: .*/Date: $(LC_ALL=C date -u -d '2 days ago' '+%a, %d %b %Y %H:%M:%S UTC')/" Release
+        rm debian/dists/trixie/InRelease
+        gpg -q --batch --clearsign --digest-algo SHA256 -o debian/dists/trixie/InRelease Release
+    "#;
+    let o = std::process::Command::new("sh")
+        .args(["-c", resign, "sh"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r = binfmtctl_env(
+        state.path(),
+        &["fetch", "--keyring", keyring, "s390x"],
+        &env,
+    )
+    .code_is(1);
+    assert!(r.stderr.contains("replaying"), "{}", r.stderr);
+    // The same archive against Debian's keyring: its signer is unknown, nothing is read past
+    // InRelease.
+    let r = binfmtctl_env(state.path(), &["fetch", "s390x"], &env).code_is(1);
+    assert!(r.stderr.contains("InRelease"), "{}", r.stderr);
+    assert!(cached_files(cache.path()).is_empty());
+}
+
+#[test]
+#[serial(host_binfmt)]
+fn auto_source_falls_back_to_the_cache_then_the_archive() {
+    require!(is_root(), "needs root to register handlers");
+    require!(
+        std::process::Command::new("unshare")
+            .args(["-m", "true"])
+            .status()
+            .is_ok_and(|s| s.success()),
+        "cannot make a mount namespace"
+    );
+    let fixture = mirror_fixture("trixie");
+    require!(
+        fixture.is_some(),
+        "cannot build the local mirror fixture (no reachable Debian mirror)"
+    );
+    let (root, _, _) = fixture.unwrap();
+    let host = HostBinfmt::save();
+    host.take(&["qemu-s390x"]);
+    let server = MirrorServer::start(&root, None);
+    let state = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let url = server.url.clone();
+    // In a mount namespace whose installed s390x emulators are hidden (/dev/null over each),
+    // as on a machine with no QEMU installed.
+    let run = |args: &str| {
+        let script = format!(
+            r#"
+            for f in /usr/bin/qemu-s390x /usr/bin/qemu-s390x-static /usr/local/bin/qemu-s390x \
+                     /usr/local/bin/qemu-s390x-static; do
+              [ -e "$f" ] && mount --bind /dev/null "$f"
+            done
+            exec "$BINFMTCTL" {args}
+            "#
+        );
+        let o = std::process::Command::new("unshare")
+            .args(["-m", "sh", "-c", &script])
+            .env("BINFMTCTL", binfmtctl_bin())
+            .env("BINFMTCTL_STATE_DIR", state.path())
+            .env("BINFMTCTL_CACHE_DIR", cache.path())
+            .env("BINFMTCTL_MIRROR", &url)
+            .env_remove("BINFMTCTL_ROOT")
+            .output()
+            .unwrap();
+        Run::from_output(o)
+    };
+    let cached = cache.path().join("emulators/trixie/qemu-s390x");
+    // Nothing installed, nothing cached: `auto` fetches, registers the cached file, verifies.
+    let r = run("install --json s390x").success();
+    let v = r.json();
+    assert_eq!(v["targets"][0]["emulator"]["origin"], "debian", "{v}");
+    assert_eq!(v["targets"][0]["verify"]["outcome"], "passed", "{v}");
+    let text = std::fs::read_to_string(host.fs().root().join("qemu-s390x")).unwrap();
+    assert!(
+        text.contains(&format!("interpreter {}", cached.display())),
+        "{text}"
+    );
+    run("uninstall s390x").success();
+    // Now cached: the next install uses the cache, with no network at all.
+    drop(server);
+    let r = run("install --json s390x").success();
+    assert_eq!(r.json()["targets"][0]["emulator"]["origin"], "cache");
+    run("uninstall s390x").success();
+    drop(host);
 }

@@ -224,7 +224,12 @@ pub struct MirrorServer {
     handle: Option<std::thread::JoinHandle<()>>,
 }
 
+/// A tamper offset that appends one byte to the file instead of flipping one.
+pub const APPEND_BYTE: u64 = u64::MAX;
+
 impl MirrorServer {
+    /// Serves `root`; `tamper` flips the byte at an offset of one file (or, at
+    /// [`APPEND_BYTE`], serves it one byte longer).
     pub fn start(root: &Path, tamper: Option<(&str, u64)>) -> MirrorServer {
         use std::io::{BufRead, BufReader, Read, Write};
         use std::sync::atomic::Ordering;
@@ -265,7 +270,10 @@ impl MirrorServer {
                         let _ = conn.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
                         return;
                     };
-                    let len = f.metadata().unwrap().len();
+                    let grow = tamper
+                        .as_ref()
+                        .is_some_and(|(tp, off)| *tp == path && *off == APPEND_BYTE);
+                    let len = f.metadata().unwrap().len() + u64::from(grow);
                     let _ = write!(
                         conn,
                         "HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"
@@ -288,6 +296,9 @@ impl MirrorServer {
                             return;
                         }
                         sent += n as u64;
+                    }
+                    if grow {
+                        let _ = conn.write_all(b"\n");
                     }
                 });
             }
