@@ -2,7 +2,7 @@
 //! one `run` step at a time (`run_step`). Each step's changes are the overlay upper directory of
 //! that run, kept as the step's diff and stacked as a lower directory for the next run.
 //!
-//! Pipeline of a step: state -> preflight (emulation) -> lowers (steps, then base layers, top
+//! Pipeline of a step: state -> lowers (steps, then base layers, top
 //! first) -> sandbox -> prune mount points -> the upper becomes `steps/<n>` (or an empty step).
 
 use std::path::{Path, PathBuf};
@@ -485,10 +485,17 @@ pub fn run_step(
     }
     let _lock = cdir.lock_platform(platform)?;
     let mut state = cdir.read_platform(platform)?;
-    preflight::check(platform, &ctx.binfmt_root)?;
     let pdir = cdir.platform_dir(platform);
 
     let mut lowers = stack_of(ctx, &state, &pdir)?;
+    // Checked against one of the image's own programs where it has a shell: a handler whose
+    // mask takes only some of the target's programs (no PIE, say) is caught here too.
+    let sample = crate::rootfs::stack::read_file(
+        &lowers,
+        Path::new("bin/sh"),
+        crate::binfmt::entry::MAX_MAGIC_END as u64,
+    );
+    preflight::check(platform, &ctx.binfmt_root, sample.as_deref())?;
     if lowers.is_empty() {
         let empty = ctx.store.root().join("empty");
         std::fs::create_dir_all(&empty).map_err(|e| {
@@ -937,22 +944,8 @@ pub fn copy_step(
             None => (0, 0),
             Some(spec) => {
                 let read = |f: &str| {
-                    let rel = crate::rootfs::stack::resolve(&lowers, Path::new(f))
-                        .unwrap_or_else(|_| PathBuf::from(f));
-                    lowers
-                        .iter()
-                        .find_map(|l| {
-                            let root = crate::rootfs::within::open_root(l).ok()?;
-                            let mut file =
-                                crate::rootfs::within::open_regular_in_root(&root, &rel).ok()?;
-                            let mut text = String::new();
-                            std::io::Read::read_to_string(
-                                &mut std::io::Read::take(&mut file, 4 << 20),
-                                &mut text,
-                            )
-                            .ok()?;
-                            Some(text)
-                        })
+                    crate::rootfs::stack::read_file(&lowers, Path::new(f), 4 << 20)
+                        .map(|b| String::from_utf8_lossy(&b).into_owned())
                         .unwrap_or_default()
                 };
                 let u =

@@ -433,9 +433,18 @@ fn run_many(cli: &Cli, a: &RunArgs, platforms: &[Platform]) -> Result<Exit> {
         .map(|p| p.to_string().len())
         .max()
         .unwrap_or(0);
+    // SIGINT and SIGTERM (a Ctrl-C, `kill`, a CI runner's timeout) go to every per-platform
+    // run; they are blocked here before any thread starts, and taken by one thread below.
+    use nix::sys::signal::{SigSet, Signal};
+    let mut forwarded = SigSet::empty();
+    forwarded.add(Signal::SIGINT);
+    forwarded.add(Signal::SIGTERM);
+    forwarded.add(Signal::SIGHUP);
+    forwarded.thread_block()?;
     let mut children = Vec::new();
     for p in platforms {
         let mut cmd = Command::new(&exe);
+        crate::sandbox::sys::tie_to_parent(&mut cmd);
         if let Some(s) = &cli.store {
             cmd.arg("--store").arg(s);
         }
@@ -468,6 +477,17 @@ fn run_many(cli: &Cli, a: &RunArgs, platforms: &[Platform]) -> Result<Exit> {
         let t2 = relay_lines(err, prefix, true);
         children.push((p.clone(), child, t1, t2));
     }
+    let pids: Vec<nix::unistd::Pid> = children
+        .iter()
+        .map(|(_, c, _, _)| nix::unistd::Pid::from_raw(c.id() as i32))
+        .collect();
+    std::thread::spawn(move || {
+        while let Ok(sig) = forwarded.wait() {
+            for pid in &pids {
+                let _ = nix::sys::signal::kill(*pid, sig);
+            }
+        }
+    });
     let mut results = Vec::new();
     for (p, mut child, t1, t2) in children {
         let status = child.wait().context("waiting for a per-platform run")?;

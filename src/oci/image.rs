@@ -181,6 +181,18 @@ pub enum SelectError {
         /// Its tags.
         tags: String,
     },
+    /// Several platforms, none of them this host's, and none asked for.
+    #[error(
+        "{source_ref} holds images for several platforms ({have}) and none for this host ({host}); choose one with `--platform`"
+    )]
+    ChoosePlatform {
+        /// The image reference.
+        source_ref: String,
+        /// The platforms present.
+        have: String,
+        /// This host's platform.
+        host: Platform,
+    },
     /// No image for the platform.
     #[error("no image for {wanted} in {source_ref}; it has {have}")]
     NoPlatform {
@@ -209,7 +221,9 @@ pub fn config_platform(config: &serde_json::Value) -> Option<Platform> {
     Some(Platform::new(os, arch, variant))
 }
 
-/// Chooses the image in `layout` for `wanted` (any platform when None), by `tag` when given.
+/// Chooses the image in `layout` for `wanted`, by `tag` when given. With no platform asked for,
+/// as containerd does: this host's platform (or its best fallback) when the image has it; the
+/// only image when there is one; otherwise an error asking for `--platform`.
 pub fn select(
     layout: &Layout,
     tag: Option<&str>,
@@ -251,10 +265,26 @@ pub fn select(
     for d in &candidates {
         walk(layout, d, wanted, 0, &mut seen, &mut best)?;
     }
-    if tag.is_none() && wanted.is_none() && candidates.len() > 1 {
+    // Several tagged images and no tag: which one is meant is not for us to guess.
+    let mut names: Vec<&str> = candidates.iter().filter_map(|d| d.ref_name()).collect();
+    names.sort_unstable();
+    names.dedup();
+    if tag.is_none() && names.len() > 1 {
         return Err(SelectError::Ambiguous {
             dir: layout.dir().display().to_string(),
             tags: tags_s,
+        });
+    }
+    let have = |seen: &[Platform]| {
+        let mut names: Vec<String> = seen.iter().map(Platform::to_string).collect();
+        names.dedup();
+        names.join(", ")
+    };
+    if wanted.is_none() && seen.len() > 1 && best.as_ref().is_some_and(|(r, _)| *r == NOT_HOST) {
+        return Err(SelectError::ChoosePlatform {
+            source_ref: source_ref.to_string(),
+            have: have(&seen),
+            host: Platform::host(),
         });
     }
     best.map(|(_, s)| s).ok_or_else(|| SelectError::NoPlatform {
@@ -263,13 +293,13 @@ pub fn select(
         have: if seen.is_empty() {
             "no images".into()
         } else {
-            seen.iter()
-                .map(Platform::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
+            have(&seen)
         },
     })
 }
+
+/// The rank of an image that is not for this host (chosen only when it is the only one).
+const NOT_HOST: u32 = u32::MAX;
 
 fn walk(
     layout: &Layout,
@@ -302,8 +332,12 @@ fn walk(
     }
     let manifest: Manifest = parse(doc, &format!("manifest {}", d.digest))?;
     let config = layout.json_blob(&manifest.config.digest, Some(manifest.config.size))?;
-    let platform = config_platform(&config)
-        .or_else(|| d.platform.as_ref().map(PlatformJson::platform))
+    // The index's word first, as containerd matches (the config's when the index gives none).
+    let platform = d
+        .platform
+        .as_ref()
+        .map(PlatformJson::platform)
+        .or_else(|| config_platform(&config))
         .unwrap_or_else(Platform::host);
     seen.push(platform.clone());
     let rank = match wanted {
@@ -311,7 +345,7 @@ fn walk(
             Some(r) => r,
             None => return Ok(()),
         },
-        None => 0,
+        None => platform.match_rank(&Platform::host()).unwrap_or(NOT_HOST),
     };
     if best.as_ref().is_none_or(|(r, _)| rank < *r) {
         *best = Some((
@@ -325,4 +359,203 @@ fn walk(
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A layout written by hand: each image is a config and a manifest (no layers needed for
+    /// selection); `index.json` holds what `top` gives.
+    struct Fixture {
+        dir: tempfile::TempDir,
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::create_dir_all(dir.path().join("blobs/sha256")).unwrap();
+            std::fs::write(
+                dir.path().join("oci-layout"),
+                r#"{"imageLayoutVersion":"1.0.0"}"#,
+            )
+            .unwrap();
+            Fixture { dir }
+        }
+
+        fn blob(&self, v: &serde_json::Value) -> (String, u64) {
+            let bytes = serde_json::to_vec(v).unwrap();
+            let hex = crate::digest::sha256_hex(&bytes);
+            std::fs::write(self.dir.path().join("blobs/sha256").join(&hex), &bytes).unwrap();
+            (format!("sha256:{hex}"), bytes.len() as u64)
+        }
+
+        /// An image whose config says `config_platform`; returns its manifest descriptor with
+        /// `desc_platform` (None: no platform on the descriptor).
+        fn image(
+            &self,
+            config_platform: (&str, &str),
+            desc_platform: Option<(&str, &str)>,
+        ) -> serde_json::Value {
+            let (arch, variant) = config_platform;
+            let mut cfg = json!({"architecture": arch, "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}});
+            if !variant.is_empty() {
+                cfg["variant"] = json!(variant);
+            }
+            let (cd, cs) = self.blob(&cfg);
+            let manifest = json!({
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cs},
+                "layers": []
+            });
+            let (md, ms) = self.blob(&manifest);
+            let mut d = json!({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": ms});
+            if let Some((a, v)) = desc_platform {
+                d["platform"] = json!({"architecture": a, "os": "linux"});
+                if !v.is_empty() {
+                    d["platform"]["variant"] = json!(v);
+                }
+            }
+            d
+        }
+
+        fn nested(&self, children: Vec<serde_json::Value>) -> serde_json::Value {
+            let idx = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": children});
+            let (d, s) = self.blob(&idx);
+            json!({"mediaType": "application/vnd.oci.image.index.v1+json", "digest": d, "size": s})
+        }
+
+        fn top(&self, entries: Vec<serde_json::Value>) -> Layout {
+            let idx = json!({"schemaVersion": 2, "manifests": entries});
+            std::fs::write(
+                self.dir.path().join("index.json"),
+                serde_json::to_vec(&idx).unwrap(),
+            )
+            .unwrap();
+            Layout::open(self.dir.path()).unwrap()
+        }
+    }
+
+    fn tagged(mut d: serde_json::Value, tag: &str) -> serde_json::Value {
+        d["annotations"] = json!({"org.opencontainers.image.ref.name": tag});
+        d
+    }
+
+    fn pick(l: &Layout, tag: Option<&str>, wanted: Option<&str>) -> Result<Platform, SelectError> {
+        let w = wanted.map(|w| w.parse::<Platform>().unwrap());
+        select(l, tag, w.as_ref(), "oci:test").map(|s| s.platform)
+    }
+
+    #[test]
+    fn arm_v7_falls_back_to_the_best_lower_variant() {
+        let f = Fixture::new();
+        let v5 = f.image(("arm", "v5"), Some(("arm", "v5")));
+        let v6 = f.image(("arm", "v6"), Some(("arm", "v6")));
+        let arm64 = f.image(("arm64", ""), Some(("arm64", "")));
+        let l = f.top(vec![tagged(f.nested(vec![v5, v6, arm64]), "latest")]);
+        assert_eq!(
+            pick(&l, None, Some("linux/arm/v7")).unwrap().to_string(),
+            "linux/arm/v6"
+        );
+        assert_eq!(
+            pick(&l, None, Some("linux/arm64/v8")).unwrap().to_string(),
+            "linux/arm64"
+        );
+        let e = pick(&l, None, Some("linux/s390x")).unwrap_err().to_string();
+        assert!(e.contains("linux/arm/v5, linux/arm/v6, linux/arm64"), "{e}");
+    }
+
+    #[test]
+    fn the_descriptor_platform_is_what_matches() {
+        // A config with no variant (read as arm/v7) behind a descriptor that says v6, and a
+        // real v7: containerd picks the v7 one.
+        let f = Fixture::new();
+        let says_v6 = f.image(("arm", ""), Some(("arm", "v6")));
+        let v7 = f.image(("arm", "v7"), Some(("arm", "v7")));
+        let l = f.top(vec![says_v6, v7]);
+        let s = select(&l, None, Some(&"linux/arm/v7".parse().unwrap()), "oci:test").unwrap();
+        assert_eq!(s.platform.to_string(), "linux/arm/v7");
+        assert_eq!(s.config["variant"], "v7");
+        // With no platform on the descriptors, the config's is used.
+        let f = Fixture::new();
+        let l = f.top(vec![f.image(("s390x", ""), None)]);
+        assert_eq!(
+            pick(&l, None, Some("linux/s390x")).unwrap().to_string(),
+            "linux/s390x"
+        );
+    }
+
+    #[test]
+    fn no_platform_asked_means_this_host_or_the_only_image() {
+        let host = Platform::host();
+        let f = Fixture::new();
+        let native = f.image((&host.architecture, ""), Some((&host.architecture, "")));
+        let other_arch = if host.architecture == "s390x" {
+            "arm64"
+        } else {
+            "s390x"
+        };
+        let other = f.image((other_arch, ""), Some((other_arch, "")));
+        let l = f.top(vec![tagged(
+            f.nested(vec![other.clone(), native]),
+            "latest",
+        )]);
+        assert_eq!(pick(&l, None, None).unwrap(), host);
+        // Only one image, for another platform: that one.
+        let f2 = Fixture::new();
+        let only = f2.image((other_arch, ""), Some((other_arch, "")));
+        let l = f2.top(vec![tagged(only, "latest")]);
+        assert_eq!(pick(&l, None, None).unwrap().architecture, other_arch);
+        // Several, none for this host: the user must choose.
+        let f3 = Fixture::new();
+        let a = f3.image(("ppc64le", ""), Some(("ppc64le", "")));
+        let b = f3.image(("riscv64", ""), Some(("riscv64", "")));
+        let l = f3.top(vec![a, b]);
+        let e = pick(&l, None, None).unwrap_err().to_string();
+        assert!(
+            e.contains("--platform") && e.contains("linux/riscv64"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn tags_choose_and_several_tags_need_one() {
+        let f = Fixture::new();
+        let a = tagged(f.image(("arm64", ""), Some(("arm64", ""))), "one");
+        let b = tagged(f.image(("s390x", ""), Some(("s390x", ""))), "two");
+        let l = f.top(vec![a, b]);
+        assert!(matches!(
+            pick(&l, None, None),
+            Err(SelectError::Ambiguous { .. })
+        ));
+        assert_eq!(pick(&l, Some("two"), None).unwrap().architecture, "s390x");
+        let e = pick(&l, Some("three"), None).unwrap_err().to_string();
+        assert!(e.contains("one, two"), "{e}");
+    }
+
+    #[test]
+    fn indexes_nest_and_loops_are_bounded() {
+        let f = Fixture::new();
+        let img = f.image(("riscv64", ""), Some(("riscv64", "")));
+        let mut d = img;
+        for _ in 0..3 {
+            d = f.nested(vec![d]);
+        }
+        let l = f.top(vec![tagged(d, "deep")]);
+        assert_eq!(
+            pick(&l, None, Some("linux/riscv64")).unwrap().architecture,
+            "riscv64"
+        );
+        let mut d = f.image(("riscv64", ""), None);
+        for _ in 0..12 {
+            d = f.nested(vec![d]);
+        }
+        let l = f.top(vec![d]);
+        assert!(matches!(
+            pick(&l, None, None),
+            Err(SelectError::Malformed(_))
+        ));
+    }
 }

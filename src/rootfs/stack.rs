@@ -45,8 +45,40 @@ pub fn exists(lowers: &[PathBuf], rel: &Path) -> Option<bool> {
 }
 
 /// The path `rel` reaches in the merged view with every symlinked directory on the way
-/// followed (inside the root); components that do not exist are kept as they are.
+/// followed (inside the root); components that do not exist are kept as they are. The last
+/// component is not followed (it is what gets written).
 pub fn resolve(lowers: &[PathBuf], rel: &Path) -> Result<PathBuf, String> {
+    resolve_inner(lowers, rel, false)
+}
+
+/// Reads up to `limit` bytes of the regular file `rel` names in the merged view, every symlink
+/// followed inside the root. None when it is missing, whited out or not a regular file.
+pub fn read_file(lowers: &[PathBuf], rel: &Path, limit: u64) -> Option<Vec<u8>> {
+    let real = resolve_inner(lowers, rel, true).ok()?;
+    let Some(Ok((layer, st))) = topmost(lowers, &real) else {
+        return None;
+    };
+    if kind(&st) != SFlag::S_IFREG {
+        return None;
+    }
+    let root = open_root(&layer).ok()?;
+    let file = super::within::open_regular_in_root(&root, &real).ok()?;
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::Read::take(file, limit), &mut out).ok()?;
+    Some(out)
+}
+
+/// A symlink's target, read through a descriptor resolved inside the layer.
+fn read_link_in(layer: &Path, rel: &Path) -> Result<PathBuf, String> {
+    let root = open_root(layer).map_err(|e| e.to_string())?;
+    let fd =
+        open_in_root(&root, rel, OFlag::O_PATH | OFlag::O_NOFOLLOW).map_err(|e| e.to_string())?;
+    nix::fcntl::readlinkat(&fd, "")
+        .map(PathBuf::from)
+        .map_err(|e| e.to_string())
+}
+
+fn resolve_inner(lowers: &[PathBuf], rel: &Path, follow_last: bool) -> Result<PathBuf, String> {
     let mut todo: std::collections::VecDeque<OsString> = rel
         .components()
         .filter_map(|c| match c {
@@ -63,8 +95,7 @@ pub fn resolve(lowers: &[PathBuf], rel: &Path) -> Result<PathBuf, String> {
             continue;
         }
         let candidate = out.join(&name);
-        // The last component is not followed (it is what gets written).
-        if todo.is_empty() {
+        if todo.is_empty() && !follow_last {
             out = candidate;
             break;
         }
@@ -74,8 +105,7 @@ pub fn resolve(lowers: &[PathBuf], rel: &Path) -> Result<PathBuf, String> {
                 if hops > 40 {
                     return Err(format!("too many symlinks resolving /{}", rel.display()));
                 }
-                let target =
-                    std::fs::read_link(layer.join(&candidate)).map_err(|e| e.to_string())?;
+                let target = read_link_in(&layer, &candidate)?;
                 let mut parts: Vec<OsString> = target
                     .components()
                     .filter_map(|c| match c {
@@ -91,7 +121,7 @@ pub fn resolve(lowers: &[PathBuf], rel: &Path) -> Result<PathBuf, String> {
                     todo.push_front(p);
                 }
             }
-            Some(Ok((_, st))) if kind(&st) != SFlag::S_IFDIR => {
+            Some(Ok((_, st))) if kind(&st) != SFlag::S_IFDIR && !todo.is_empty() => {
                 return Err(format!(
                     "/{} is not a directory in the image",
                     candidate.display()

@@ -213,14 +213,18 @@ pub fn setup(spec: &RunSpec) -> Result<Prepared> {
         .map_err(ctx("bind /sys"))?;
         let sys = open_in_root(&root, Path::new("sys"), OFlag::O_PATH | OFlag::O_DIRECTORY)
             .map_err(ctx("open /sys"))?;
-        mount_at(
-            None::<&str>,
-            &sys,
-            None,
-            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | ro,
-            None,
-        )
-        .map_err(ctx("make /sys read-only"))?;
+        // Every submount too (cgroups, tracing, ...); a kernel without mount_setattr gets the
+        // top one at least.
+        if super::sys::make_readonly_recursive(&sys).is_err() {
+            mount_at(
+                None::<&str>,
+                &sys,
+                None,
+                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | ro,
+                None,
+            )
+            .map_err(ctx("make /sys read-only"))?;
+        }
     }
 
     // The host's name resolution, read-only (never part of a layer).

@@ -88,8 +88,14 @@ pub fn is_native(target: &Target) -> bool {
     }
 }
 
-/// Checks that `platform`'s programs can run (binfmt_misc mounted at `root`).
-pub fn check(platform: &Platform, root: &Path) -> Result<Runner, Box<PreflightError>> {
+/// Checks that `platform`'s programs can run (binfmt_misc mounted at `root`). `sample` is the
+/// start of one of the image's programs, when there is one to read; otherwise the target's own
+/// magic stands for its programs.
+pub fn check(
+    platform: &Platform,
+    root: &Path,
+    sample: Option<&[u8]>,
+) -> Result<Runner, Box<PreflightError>> {
     let target = Table::get()
         .for_platform(platform)
         .ok_or_else(|| Box::new(PreflightError::UnknownPlatform(platform.clone())))?;
@@ -107,7 +113,16 @@ pub fn check(platform: &Platform, root: &Path) -> Result<Runner, Box<PreflightEr
             target: target.name.clone(),
         }));
     }
-    let mut header = target.magic.clone();
+    let mut header = match sample {
+        Some(b)
+            if Table::get()
+                .for_header(b)
+                .is_some_and(|t| t.name == target.name) =>
+        {
+            b.to_vec()
+        }
+        _ => target.magic.clone(),
+    };
     header.resize(crate::binfmt::entry::MAX_MAGIC_END, 0);
     match manage::handler_for(&fs, &header, None) {
         Some(e) if !e.flags.fix_binary => Err(Box::new(PreflightError::NotFixed {

@@ -400,6 +400,7 @@ fn exec_command(
             .collect()
     };
     let mut last = nix::Error::ENOENT;
+    let mut last_path = None;
     for c in &candidates {
         let Ok(cpath) = CString::new(c.as_os_str().as_bytes()) else {
             continue;
@@ -408,6 +409,7 @@ fn exec_command(
             Err(nix::Error::ENOENT) => continue,
             Err(e) => {
                 last = e;
+                last_path = Some(c);
                 if e != nix::Error::EACCES {
                     break;
                 }
@@ -420,11 +422,26 @@ fn exec_command(
             NOT_FOUND,
             format!("`{program}`: command not found in the image"),
         ),
-        nix::Error::ENOEXEC => fail(
-            report,
-            NOT_EXECUTABLE,
-            format!("`{program}`: exec format error (no binfmt_misc handler runs it)"),
-        ),
+        nix::Error::ENOEXEC => {
+            // Say which handler would run it, as preflight does.
+            let target = last_path
+                .and_then(|p| crate::elf::read_headers(p).ok())
+                .and_then(|h| h.target);
+            let hint = match target {
+                Some(t) => format!(
+                    "it is a {t} program and no enabled binfmt_misc handler runs it; `binfmtctl install {t}` registers one"
+                ),
+                None => {
+                    "no binfmt_misc handler runs it (not a program this host or any handler knows)"
+                        .into()
+                }
+            };
+            fail(
+                report,
+                NOT_EXECUTABLE,
+                format!("`{program}`: exec format error: {hint}"),
+            )
+        }
         e => fail(
             report,
             NOT_EXECUTABLE,

@@ -186,3 +186,63 @@ pub fn close_inherited_fds() {
         }
     }
 }
+
+/// Makes a child started with `cmd` unblock every signal and receive SIGTERM if this process
+/// dies, so per-platform runs never outlive the `emubuild run` that started them.
+pub fn tie_to_parent(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs between fork and exec and only makes async-signal-safe calls
+    // (sigprocmask, prctl, getppid, kill); it allocates nothing.
+    unsafe {
+        cmd.pre_exec(|| {
+            let _ = nix::sys::signal::sigprocmask(
+                nix::sys::signal::SigmaskHow::SIG_SETMASK,
+                Some(&nix::sys::signal::SigSet::empty()),
+                None,
+            );
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
+                .map_err(std::io::Error::from)?;
+            Ok(())
+        });
+    }
+}
+
+/// Makes the mount at `fd` and every mount below it read-only, nosuid, nodev and noexec
+/// (mount_setattr with AT_RECURSIVE; a plain remount would leave submounts such as
+/// `/sys/fs/cgroup` writable).
+pub fn make_readonly_recursive(fd: &impl AsRawFd) -> std::io::Result<()> {
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    const MOUNT_ATTR_RDONLY: u64 = 0x1;
+    const MOUNT_ATTR_NOSUID: u64 = 0x2;
+    const MOUNT_ATTR_NODEV: u64 = 0x4;
+    const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: `attr` is a live, correctly laid out struct mount_attr whose size is passed; the
+    // path is a NUL-terminated empty string and the descriptor stays open for the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            (libc::AT_EMPTY_PATH | libc::AT_RECURSIVE) as libc::c_uint,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}

@@ -145,13 +145,26 @@ fn oci_layouts_from_other_tools_and_platform_selection() {
         .success();
         assert_eq!(r.stdout.trim(), *uname, "{tag} {platform}");
     }
-    // The same base again costs no unpacking: its layer directories are reused as they are.
+    // The same base again costs no unpacking: its layer directories are reused as they are,
+    // and with no staging directory to unpack into it still works.
     let layers_before: Vec<_> = std::fs::read_dir(store.path().join("layers"))
         .unwrap()
         .filter_map(Result::ok)
         .map(|e| (e.file_name(), e.metadata().unwrap().modified().unwrap()))
         .collect();
-    emubuild(
+    let tmp = store.path().join("tmp");
+    let chattr = |flag: &str| {
+        std::process::Command::new("chattr")
+            .args([flag, tmp.to_str().unwrap()])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    // Immutable: not even root can create a staging directory in it.
+    require!(
+        chattr("+i"),
+        "chattr +i failed (the store's file system lacks it)"
+    );
+    let again = emubuild(
         store.path(),
         &[
             "from",
@@ -161,8 +174,9 @@ fn oci_layouts_from_other_tools_and_platform_selection() {
             "linux/arm64",
             &format!("oci:{umoci}:multi"),
         ],
-    )
-    .success();
+    );
+    chattr("-i");
+    again.success();
     let layers_after: Vec<_> = std::fs::read_dir(store.path().join("layers"))
         .unwrap()
         .filter_map(Result::ok)
@@ -270,6 +284,37 @@ fn layers_apply_whiteouts_opaque_dirs_links_modes_and_owners() {
     assert_eq!(lines[3], "keep.txt");
     assert_eq!(lines[4], "4755 0");
     assert_eq!(lines[5], "1000:1000");
+    assert_eq!(lines[6], "added", "{}", r.stdout);
+    // The xattr umoci recorded is on the unpacked file.
+    let with_xattr = std::fs::read_dir(store.path().join("layers"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|l| l.path().join("data/xattr.txt"))
+        .find(|p| p.exists())
+        .expect("no layer holds data/xattr.txt");
+    assert_eq!(
+        xattr::get(&with_xattr, "user.fixture").unwrap().as_deref(),
+        Some(&b"yes"[..])
+    );
+    // A docker-style opaque directory (`.wh..wh..opq`) hides everything below it.
+    let from = format!("oci:{}:arm64-opaque", img("oci-layers"));
+    let r = emubuild(
+        store.path(),
+        &[
+            "run",
+            "--name",
+            "opaque",
+            "--from",
+            &from,
+            "--",
+            "ls",
+            "-a",
+            "/opt/replaced",
+        ],
+    )
+    .success();
+    let names: Vec<&str> = r.stdout.split_whitespace().collect();
+    assert_eq!(names, [".", "..", "c"], "{}", r.stdout);
 }
 
 #[test]
@@ -325,6 +370,17 @@ fn malicious_layers_never_write_outside() {
             .exists()
     );
     assert_eq!(std::fs::read("/etc/passwd").unwrap(), passwd_before);
+    // A device node is kept as the layer made it (the sandbox mounts the tree nodev).
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let node = std::fs::read_dir(store.path().join("layers"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|l| l.path().join("dev/evil-null"))
+        .find(|p| p.symlink_metadata().is_ok())
+        .expect("the device layer was not unpacked");
+    let m = node.symlink_metadata().unwrap();
+    assert!(m.file_type().is_char_device(), "{m:?}");
+    assert_eq!(m.rdev(), nix::sys::stat::makedev(1, 3));
     // Overlay xattrs from a layer never reach the unpacked tree.
     for layer in std::fs::read_dir(store.path().join("layers"))
         .unwrap()
@@ -796,6 +852,59 @@ fn several_platforms_run_at_once_with_prefixed_output() {
         "{}",
         r.stderr
     );
+
+    // At the same time, for real: each waits until all three have started (run one after
+    // another, the first would give up waiting).
+    let shared = tempfile::tempdir().unwrap();
+    let vol = format!("{}:/shared", shared.path().display());
+    let wait_all = "touch /shared/$(uname -m); i=0; while [ $(ls /shared | wc -l) -lt 3 ]; do sleep 0.2; i=$((i+1)); [ $i -lt 300 ] || exit 9; done; echo together";
+    let r = emubuild(
+        store.path(),
+        &["run", "-v", &vol, "--", "sh", "-c", wait_all],
+    )
+    .success();
+    assert_eq!(r.stdout.matches("together").count(), 3, "{}", r.stdout);
+
+    // SIGTERM to emubuild (not a terminal's Ctrl-C to the whole group) stops every platform's
+    // command too; nothing is left running.
+    let shared = tempfile::tempdir().unwrap();
+    let vol = format!("{}:/shared", shared.path().display());
+    let mut child = std::process::Command::new(emubuild_bin())
+        .args([
+            "run",
+            "-v",
+            &vol,
+            "--",
+            "sh",
+            "-c",
+            "touch /shared/$(uname -m); exec sleep 607",
+        ])
+        .env("EMUBUILD_STORE", store.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = (0..300).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        std::fs::read_dir(shared.path()).unwrap().count() == 3
+    });
+    assert!(started, "the three platforms did not start");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert!(!status.success());
+    let left = (0..100).all(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        std::process::Command::new("pgrep")
+            .args(["-f", "sleep 607"])
+            .status()
+            .unwrap()
+            .success()
+    });
+    assert!(!left, "a platform's command outlived emubuild");
 }
 
 #[test]
@@ -811,6 +920,43 @@ fn missing_emulation_fails_before_running() {
     assert_eq!(r.code, Some(125), "{}", r.stderr);
     assert!(r.stderr.contains("binfmtctl install s390x"), "{}", r.stderr);
     assert!(!r.stderr.contains("exec format error"), "{}", r.stderr);
+
+    // Handlers that exist but will not do: without F, disabled, or with a mask that takes the
+    // target's magic but not this image's programs (busybox is marked GNU/Linux in EI_OSABI;
+    // this handler wants exactly SYSV). Each fails before running, naming the fix.
+    let t = emukit::arch::Table::get().by_name("s390x").unwrap();
+    let emulator = ["/usr/bin/qemu-s390x-static", "/usr/bin/qemu-s390x"]
+        .into_iter()
+        .find(|p| Path::new(p).exists());
+    require!(emulator.is_some(), "no installed qemu-s390x emulator");
+    let register = |mask: &[u8], flags: &str| {
+        let line = format!(
+            ":qemu-s390x:M::{}:{}:{}:{flags}",
+            emukit::arch::encode_escaped(&t.magic),
+            emukit::arch::encode_escaped(mask),
+            emulator.unwrap()
+        );
+        std::fs::write(host.fs().root().join("register"), line).unwrap();
+    };
+    let entry = host.fs().root().join("qemu-s390x");
+    register(&t.mask, "");
+    let r = emubuild(store.path(), &["run", "--from", &from, "--", "true"]);
+    assert_eq!(r.code, Some(125), "{}", r.stderr);
+    assert!(r.stderr.contains("lacks the F flag"), "{}", r.stderr);
+    std::fs::write(&entry, "-1").unwrap();
+    register(&t.mask, "F");
+    std::fs::write(&entry, "0").unwrap();
+    let r = emubuild(store.path(), &["run", "--from", &from, "--", "true"]);
+    assert_eq!(r.code, Some(125), "{}", r.stderr);
+    assert!(r.stderr.contains("is disabled"), "{}", r.stderr);
+    std::fs::write(&entry, "-1").unwrap();
+    let mut strict = t.mask.clone();
+    strict[7] = 0xff;
+    register(&strict, "F");
+    let r = emubuild(store.path(), &["run", "--from", &from, "--", "true"]);
+    assert_eq!(r.code, Some(125), "{}", r.stderr);
+    assert!(r.stderr.contains("binfmtctl install s390x"), "{}", r.stderr);
+    std::fs::write(&entry, "-1").unwrap();
     drop(host);
 }
 

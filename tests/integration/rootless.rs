@@ -128,9 +128,10 @@ fn an_unprivileged_user_builds_and_commits_without_touching_the_host() {
     let user = TestUser::create(true).expect("useradd");
     let r = user.run(&format!(
         r#"set -e
-        "$EMUBUILD" run --from rootfs:{rootfs} -- sh -c 'uname -m; id -u; echo made > /made.txt; chown 1000:1000 /home/builder/.; touch /home/builder/file'
+        "$EMUBUILD" run --from rootfs:{rootfs} -- sh -c 'uname -m; id -u; echo made > /made.txt; touch /etc/passwd; chown 1000:1000 /home/builder/.; touch /home/builder/file'
         "$EMUBUILD" run --user builder -- sh -c 'id -u; echo mine > /home/builder/mine.txt'
         "$EMUBUILD" commit oci:$HOME/out:v1 >/dev/null
+        "$EMUBUILD" run -- sh -c 'echo sys-rw=$(grep " /sys" /proc/self/mounts | grep -vc " ro,")'
         "$BINFMTCTL" status --json | grep -o '"instance": "[a-z-]*"' || true
         "$BINFMTCTL" run --platform linux/s390x -- {s390x} uname -m
         "$BINFMTCTL" run --platform linux/s390x -- "$BINFMTCTL" status --json | grep -o '"instance": "[a-z-]*"'
@@ -158,6 +159,17 @@ fn an_unprivileged_user_builds_and_commits_without_touching_the_host() {
         "root's file is not root's in the layer: {}",
         find("made.txt")
     );
+    // A root-owned file of the base image, changed by the step, is still root's.
+    let passwd: Vec<&String> = owners
+        .iter()
+        .filter(|l| l.ends_with("etc/passwd"))
+        .collect();
+    assert!(
+        !passwd.is_empty() && passwd.iter().all(|l| l.contains(" 0/0 ")),
+        "{passwd:?}"
+    );
+    // /sys and every mount below it are read-only in the sandbox.
+    assert!(lines.contains(&"sys-rw=0"), "{}", r.stdout);
     assert!(
         find("home/builder/mine.txt").contains(" 1000/1000 "),
         "{}",
