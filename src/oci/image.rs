@@ -191,7 +191,7 @@ pub enum SelectError {
         /// The platforms present.
         have: String,
         /// This host's platform.
-        host: Platform,
+        host: String,
     },
     /// No image for the platform.
     #[error("no image for {wanted} in {source_ref}; it has {have}")]
@@ -284,7 +284,7 @@ pub fn select(
         return Err(SelectError::ChoosePlatform {
             source_ref: source_ref.to_string(),
             have: have(&seen),
-            host: Platform::host(),
+            host: Platform::host().to_string(),
         });
     }
     best.map(|(_, s)| s).ok_or_else(|| SelectError::NoPlatform {
