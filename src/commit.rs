@@ -135,6 +135,12 @@ fn snapshot_steps(
     let clamp = std::env::var("SOURCE_DATE_EPOCH")
         .ok()
         .and_then(|s| s.trim().parse::<i64>().ok());
+    // What a made layer depends on besides the step's files: a layer made without the clamp
+    // (or with another) is not reused.
+    let key = match clamp {
+        Some(c) => format!("{compression};mtime<={c}"),
+        None => compression.to_string(),
+    };
     let mut changed = false;
     for step in state.steps.iter_mut() {
         let Some(dir) = &step.dir else { continue };
@@ -143,7 +149,7 @@ fn snapshot_steps(
             .layer
             .as_ref()
             .is_some_and(|l| l.media_type == wanted_mt && ctx.store.blobs().has_blob(&l.digest))
-            && step.compression.as_deref() == Some(&compression.to_string())
+            && step.compression.as_deref() == Some(key.as_str())
         {
             continue;
         }
@@ -188,7 +194,7 @@ fn snapshot_steps(
             media_type: wanted_mt.to_string(),
             size: digests.size,
         });
-        step.compression = Some(compression.to_string());
+        step.compression = Some(key.clone());
         changed = true;
     }
     Ok(changed)
@@ -236,6 +242,20 @@ pub fn image_config(state: &PlatformState, edits: &ConfigEdits) -> serde_json::V
         .and_then(|h| h.as_array())
         .cloned()
         .unwrap_or_default();
+    // SOURCE_DATE_EPOCH clamps the base's history too (`emubuild from rootfs:` dates its entry
+    // at import): nothing is dated after the epoch.
+    if let Some(e) = epoch {
+        let limit = crate::util::rfc3339(e);
+        for h in &mut history {
+            let later = h
+                .get("created")
+                .and_then(|c| c.as_str())
+                .is_some_and(|c| c.ends_with('Z') && c.len() >= 20 && c[..19] > limit[..19]);
+            if later {
+                h["created"] = serde_json::json!(limit);
+            }
+        }
+    }
     for step in &state.steps {
         let created = match epoch {
             Some(e) => crate::util::rfc3339(e),
@@ -413,36 +433,81 @@ pub fn commit(
         }
     };
     let io = |e: crate::oci::write::WriteError| ContainerError::Other(format!("{e:#}"));
-    let w = LayoutWriter::open(&dir).map_err(io)?;
-    let mut images = Vec::new();
-    for b in &built {
-        for l in &b.layers {
-            let src = ctx
-                .store
-                .blobs()
-                .blob_path(&l.digest)
-                .map_err(StoreError::from)?;
-            w.put_file(&l.digest, l.size, &src).map_err(io)?;
+    // Writes every blob, then the tag, into the layout at `into` (under its lock).
+    let write_into = |into: &Path| -> Result<(String, Vec<PlatformImage>), ContainerError> {
+        let w = LayoutWriter::open(into).map_err(io)?;
+        let mut images = Vec::new();
+        for b in &built {
+            for l in &b.layers {
+                let src = ctx
+                    .store
+                    .blobs()
+                    .blob_path(&l.digest)
+                    .map_err(StoreError::from)?;
+                w.put_file(&l.digest, l.size, &src).map_err(io)?;
+            }
+            let (config_digest, _) = w.put_bytes(&b.config).map_err(io)?;
+            let (manifest_digest, _) = w.put_bytes(&b.manifest).map_err(io)?;
+            images.push(PlatformImage {
+                platform: b.platform.to_string(),
+                manifest: manifest_digest,
+                config: config_digest,
+                layers: b.layers.iter().map(|l| l.digest.clone()).collect(),
+            });
         }
-        let (config_digest, _) = w.put_bytes(&b.config).map_err(io)?;
-        let (manifest_digest, _) = w.put_bytes(&b.manifest).map_err(io)?;
-        images.push(PlatformImage {
-            platform: b.platform.to_string(),
-            manifest: manifest_digest,
-            config: config_digest,
-            layers: b.layers.iter().map(|l| l.digest.clone()).collect(),
-        });
-    }
-    let (index_digest, index_size) = w.put_bytes(&index_bytes).map_err(io)?;
-    let index_desc = Descriptor {
-        media_type: MT_INDEX.to_string(),
-        digest: index_digest.clone(),
-        size: index_size,
-        annotations: None,
-        platform: None,
+        let (index_digest, index_size) = w.put_bytes(&index_bytes).map_err(io)?;
+        let index_desc = Descriptor {
+            media_type: MT_INDEX.to_string(),
+            digest: index_digest.clone(),
+            size: index_size,
+            annotations: None,
+            platform: None,
+        };
+        w.tag(&tag, &index_desc).map_err(io)?;
+        Ok((index_digest, images))
     };
-    w.tag(&tag, &index_desc).map_err(io)?;
-    drop(w);
+    // A new layout is written beside its destination and renamed into place whole: killed
+    // midway, nothing appears at DEST. An existing one is added to in place, blobs first and
+    // `index.json` last.
+    let fresh = std::fs::read_dir(&dir).map_or(true, |mut d| d.next().is_none());
+    let (index_digest, images) = if fresh {
+        let parent = dir
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::create_dir_all(parent).map_err(|e| {
+            ContainerError::Other(format!("cannot create `{}`: {e}", parent.display()))
+        })?;
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!(".{name}.emubuild-"))
+            .tempdir_in(parent)
+            .map_err(|e| {
+                ContainerError::Other(format!("cannot write into `{}`: {e}", parent.display()))
+            })?;
+        let out = write_into(tmp.path())?;
+        crate::util::sync_dir(tmp.path());
+        match std::fs::rename(tmp.path(), &dir) {
+            Ok(()) => {
+                crate::util::sync_dir(parent);
+                let _ = tmp.keep();
+                out
+            }
+            // Another commit made the layout meanwhile: add to it as to any existing one.
+            Err(_) if dir.join("oci-layout").is_file() => write_into(&dir)?,
+            Err(e) => {
+                return Err(ContainerError::Other(format!(
+                    "cannot move the new layout into `{}`: {e}",
+                    dir.display()
+                )));
+            }
+        }
+    } else {
+        write_into(&dir)?
+    };
     if let Some(file) = &archive {
         let extra = docker_manifest(&tag, &images);
         pack_archive(&dir, file, &extra).map_err(io)?;

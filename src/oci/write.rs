@@ -64,6 +64,16 @@ impl LayoutWriter {
         let d = File::open(dir).map_err(io_err("open", dir))?;
         let lock = nix::fcntl::Flock::lock(d, nix::fcntl::FlockArg::LockExclusive)
             .map_err(|(_, e)| io_err("lock", dir)(e.into()))?;
+        // Temporary blobs a killed writer left behind: no other writer runs while we hold the
+        // lock, so none of them is in use.
+        let blobs = dir.join("blobs/sha256");
+        if let Ok(rd) = std::fs::read_dir(&blobs) {
+            for e in rd.filter_map(Result::ok) {
+                if e.file_name().to_string_lossy().starts_with(".tmp-") {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
         let marker = dir.join("oci-layout");
         if !marker.is_file() {
             write_atomic(&marker, br#"{"imageLayoutVersion":"1.0.0"}"#, 0o644)

@@ -360,6 +360,78 @@ fn reproducible_and_blobs_stored_once() {
         "zstd commits differ between identical builds"
     );
     assert_ne!(digests[0].1, digests[1].1);
+    // The same build made without SOURCE_DATE_EPOCH, committed first without it, then with it:
+    // the clamped commit is the reproducible one (no layer made without the clamp is reused).
+    {
+        let store = tempfile::tempdir().unwrap();
+        let from = format!("oci:{}:multi", image("oci-umoci").unwrap().display());
+        emubuild_with(
+            store.path(),
+            &[
+                "run",
+                "--platform",
+                PLATFORMS,
+                "--from",
+                &from,
+                "--",
+                "sh",
+                "-c",
+                "echo same > /same.txt; mkdir /d; touch /d/f",
+            ],
+            None,
+            &[],
+        )
+        .success();
+        let scratch = tempfile::tempdir().unwrap();
+        let dest = format!("oci:{}:unclamped", scratch.path().display());
+        emubuild_with(store.path(), &["commit", "--json", &dest], None, &[]).success();
+        let dest = format!("oci:{}:late", scratch.path().display());
+        let r = emubuild_with(store.path(), &["commit", "--json", &dest], None, &env).success();
+        assert_eq!(
+            r.json()["index"].as_str().unwrap(),
+            digests[0].1,
+            "a commit with SOURCE_DATE_EPOCH reused layers made without it"
+        );
+    }
+    // A base imported from a root file system tarball dates its history entry at import; the
+    // clamp covers it.
+    {
+        let store = tempfile::tempdir().unwrap();
+        let rootfs = image("rootfs-busybox-arm64.tar").unwrap();
+        emubuild_with(
+            store.path(),
+            &[
+                "from",
+                "--platform",
+                "linux/arm64",
+                &format!("rootfs:{}", rootfs.display()),
+            ],
+            None,
+            &[],
+        )
+        .success();
+        let scratch = tempfile::tempdir().unwrap();
+        let dest = format!("oci:{}:r", scratch.path().display());
+        emubuild_with(store.path(), &["commit", &dest], None, &env).success();
+        let config = tool(
+            "skopeo",
+            &[
+                "--override-arch",
+                "arm64",
+                "inspect",
+                "--config",
+                &format!("oci:{}:r", scratch.path().display()),
+            ],
+        )
+        .success()
+        .stdout;
+        let config: serde_json::Value = serde_json::from_str(&config).unwrap();
+        assert_eq!(
+            config["history"][0]["created"], "2023-11-14T22:13:20Z",
+            "{config}"
+        );
+        assert_eq!(config["created"], "2023-11-14T22:13:20Z", "{config}");
+    }
     // Four tags, one layout: every tag is there, and blobs shared by them are stored once.
     let layout = out.path().join("layout");
     let index: serde_json::Value =
@@ -479,6 +551,30 @@ fn killed_and_concurrent_commits_leave_consistent_layouts() {
     .success();
     let out = tempfile::tempdir().unwrap();
     let layout = out.path().join("layout");
+    // Killed while making a new layout: the destination is absent or complete, never half.
+    for (i, delay_ms) in [10u64, 60, 200, 500].iter().enumerate() {
+        let fresh = out.path().join(format!("fresh{i}"));
+        let mut child = Command::new(emubuild_bin())
+            .args([
+                "commit",
+                "--compression",
+                &format!("gzip:{}", 2 + i),
+                &format!("oci:{}:t", fresh.display()),
+            ])
+            .env("EMUBUILD_STORE", store.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(*delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(
+            !fresh.exists() || fresh.join("index.json").is_file(),
+            "a kill at {delay_ms} ms left a layout without index.json"
+        );
+        consistent(&fresh).unwrap_or_else(|e| panic!("after a kill at {delay_ms} ms: {e}"));
+    }
     // A first good commit, then commits killed at different moments.
     emubuild(
         store.path(),
@@ -518,6 +614,19 @@ fn killed_and_concurrent_commits_leave_consistent_layouts() {
         )
         .success();
     }
+    // The next commit clears the temporary blobs the killed ones left.
+    emubuild(
+        store.path(),
+        &["commit", &format!("oci:{}:after", layout.display())],
+    )
+    .success();
+    let leftovers: Vec<String> = std::fs::read_dir(layout.join("blobs/sha256"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
     // Two commits into one layout at once: both tags land, nothing is lost.
     let spawn = |tag: &str| {
         Command::new(emubuild_bin())
