@@ -38,7 +38,7 @@ pub enum RootlessError {
     Map(String),
     /// No private binfmt_misc.
     #[error(
-        "this kernel ({kernel}) cannot give a user namespace its own binfmt_misc ({reason}); that needs Linux 6.7 or later. Run as root (`sudo binfmtctl install TARGET`, then `sudo emubuild ...`), or use a newer kernel"
+        "this kernel ({kernel}) did not give the user namespace its own binfmt_misc ({reason}). Run as root (`sudo binfmtctl install TARGET`, then `sudo emubuild ...`), or use a kernel that allows it (Linux 6.7+)"
     )]
     NoPrivateBinfmt {
         /// `uname -r`.
@@ -259,7 +259,9 @@ pub fn enter(warn: &dyn Fn(&str)) -> Result<std::convert::Infallible, RootlessEr
 /// Always a fresh mount: whatever was visible there before may be the host's instance, which
 /// must never receive our handlers.
 pub fn mount_private_binfmt(root: &Path) -> Result<BinfmtFs, RootlessError> {
-    if !inside() {
+    // The marker alone is not trusted: in the host's user namespace a mount here would be the
+    // host's instance, seen by every process.
+    if !inside() || crate::binfmt::fs::in_initial_user_namespace() {
         return Err(RootlessError::Map(
             "a private binfmt_misc needs the user namespace first".into(),
         ));
@@ -271,11 +273,19 @@ pub fn mount_private_binfmt(root: &Path) -> Result<BinfmtFs, RootlessError> {
         nix::mount::MsFlags::empty(),
         None::<&str>,
     )
-    .map_err(|e| RootlessError::NoPrivateBinfmt {
-        kernel: nix::sys::utsname::uname()
+    .map_err(|e| {
+        let kernel = nix::sys::utsname::uname()
             .map(|u| u.release().to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        reason: e.to_string(),
+            .unwrap_or_default();
+        let old = kernel_older_than(&kernel, (6, 7));
+        RootlessError::NoPrivateBinfmt {
+            reason: if old {
+                format!("{e}; that needs Linux 6.7 or later")
+            } else {
+                format!("{e}, although this kernel is new enough; a security module or a container runtime may forbid it")
+            },
+            kernel,
+        }
     })?;
     let fs = BinfmtFs::new(root);
     // The host's instance keeps its device number; a private one has its own.
@@ -296,6 +306,18 @@ pub fn mount_private_binfmt(root: &Path) -> Result<BinfmtFs, RootlessError> {
         }
     }
     Ok(fs)
+}
+
+/// Is the kernel release (`6.1.0-28-amd64`) older than `major.minor`? Unknown counts as older.
+pub fn kernel_older_than(release: &str, (major, minor): (u32, u32)) -> bool {
+    let mut parts = release
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|p| !p.is_empty())
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    match (parts.next(), parts.next()) {
+        (Some(a), Some(b)) => (a, b) < (major, minor),
+        _ => true,
+    }
 }
 
 /// Registers P and F handlers for `targets` in the private instance, emulators from `resolver`
@@ -346,6 +368,15 @@ pub fn register_private(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kernel_versions() {
+        assert!(kernel_older_than("6.1.0-28-amd64", (6, 7)));
+        assert!(!kernel_older_than("6.7.0", (6, 7)));
+        assert!(!kernel_older_than("6.12.48+deb13-cloud-amd64", (6, 7)));
+        assert!(kernel_older_than("5.19.17", (6, 7)));
+        assert!(kernel_older_than("garbage", (6, 7)));
+    }
 
     #[test]
     fn subordinate_ranges() {

@@ -61,6 +61,16 @@ fi
 # a Debian arm64 tree (built once; see tests/fixtures/README.md).
 EMUKIT_FIXTURES="$fixtures" tests/fixtures/make-images.sh "$fixtures/images" --with-debian
 
+# The Docker tests load and run our images: start the engine when it is installed but down.
+if command -v docker >/dev/null && ! docker info >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ]; then
+  if command -v systemctl >/dev/null && systemctl start docker 2>/dev/null; then :
+  elif command -v service >/dev/null && service docker start >/dev/null 2>&1; then :
+  elif command -v dockerd >/dev/null; then
+    (dockerd >/var/log/emukit-dockerd.log 2>&1 &)
+  fi
+  for _ in $(seq 30); do docker info >/dev/null 2>&1 && break; sleep 1; done
+fi
+
 export EMUKIT_FIXTURES="$fixtures"
 export EMUKIT_TEST_STRICT=1
 exec cargo test --all-targets "$@"

@@ -26,6 +26,9 @@ pub enum Action {
     Enabled,
     /// A different entry was removed and ours registered (`--replace`).
     Replaced,
+    /// Our identical entry was registered again (`--refresh`): the emulator file now at its
+    /// path is the one the kernel holds.
+    Refreshed,
     /// `--dry-run`: nothing was written.
     DryRun,
 }
@@ -106,6 +109,8 @@ pub struct InstallOptions {
     pub flags: Flags,
     /// Replace a different existing entry of the same name.
     pub replace: bool,
+    /// Register again an identical entry binfmtctl owns (a new emulator file at the same path).
+    pub refresh: bool,
     /// Print only; write nothing.
     pub dry_run: bool,
     /// Also write `binfmt.d` files into this directory.
@@ -181,6 +186,11 @@ fn install_one(
     }
     let existing = fs.entry(&reg.name).map_err(|e| format!("{e:#}"))?;
     let action = match existing {
+        Some(e) if reg.same_as(&e) && opts.refresh && owners.owns(&e) => {
+            fs.remove(&e.name).map_err(|e| e.to_string())?;
+            fs.register(&reg).map_err(|e| e.to_string())?;
+            Action::Refreshed
+        }
         Some(e) if reg.same_as(&e) => {
             if e.enabled {
                 Action::Unchanged
@@ -212,8 +222,10 @@ fn install_one(
         }
     };
     r.action = Some(action);
-    if matches!(action, Action::Registered | Action::Replaced)
-        && let Err(e) = owners.record(&reg)
+    if matches!(
+        action,
+        Action::Registered | Action::Replaced | Action::Refreshed
+    ) && let Err(e) = owners.record(&reg)
     {
         r.warnings.push(format!(
             "registered, but could not record ownership ({e}); `binfmtctl uninstall` will need `--force` for it"

@@ -49,6 +49,7 @@ fn install_list(fs: &BinfmtFs, list: &str) -> Result<bool> {
             ..Flags::fix_binary()
         },
         replace: false,
+        refresh: std::env::var("BINFMTCTL_REFRESH").is_ok_and(|v| v == "1" || v == "true"),
         dry_run: false,
         persist_dir: None,
         verify: true,

@@ -213,6 +213,11 @@ pub struct InstallArgs {
     /// Replace an existing entry of the same name that differs.
     #[arg(long)]
     pub replace: bool,
+    /// Register again entries binfmtctl owns even when their line is unchanged, so that a new
+    /// emulator file at the same path takes over (the F flag keeps the old one open): for a
+    /// newer image of binfmtctl's container. Implied by `--keep`.
+    #[arg(long, env = "BINFMTCTL_REFRESH", value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub refresh: bool,
     /// Print the register lines; change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -367,7 +372,17 @@ fn run_private(fs: &BinfmtFs, a: &RunArgs) -> Result<Exit> {
                 .map_err(|_| UsageError(format!("`{s}` contains a NUL byte")))
         })
         .collect::<std::result::Result<_, _>>()?;
-    let err = nix::unistd::execvp(&args[0], &args).unwrap_err();
+    // The program gets the environment without binfmtctl's own markers of the namespace.
+    let env: Vec<std::ffi::CString> = std::env::vars_os()
+        .filter(|(k, _)| k != crate::rootless::ENV && k != crate::rootless::HOST_DEV_ENV)
+        .filter_map(|(k, v)| {
+            let mut kv = k.into_encoded_bytes();
+            kv.push(b'=');
+            kv.extend(v.into_encoded_bytes());
+            std::ffi::CString::new(kv).ok()
+        })
+        .collect();
+    let err = nix::unistd::execvpe(&args[0], &args, &env).unwrap_err();
     Err(anyhow::anyhow!("cannot run `{}`: {err}", a.command[0]))
 }
 
@@ -530,6 +545,7 @@ fn install(fs: &BinfmtFs, a: &InstallArgs) -> Result<Exit> {
     let opts = InstallOptions {
         flags,
         replace: a.replace,
+        refresh: a.refresh || a.keep,
         dry_run: a.dry_run,
         persist_dir: a.persist.then(|| a.persist_dir.clone()),
         verify: true,
@@ -566,6 +582,14 @@ fn install(fs: &BinfmtFs, a: &InstallArgs) -> Result<Exit> {
         print_report(&report, a.json, a.dry_run, "installed");
     }
     if a.keep && !a.dry_run {
+        // A pod that cannot set up its node must say so (and be restarted), not sit there.
+        if !report.ok() {
+            output::error(
+                PROG,
+                "not every handler was registered and verified; not keeping a partial set (exit 1, so the pod restarts and shows why)",
+            );
+            return Ok(Exit::Failure);
+        }
         let regs: Vec<crate::binfmt::Registration> = report
             .targets
             .iter()
@@ -665,6 +689,7 @@ fn report_table(report: &Report, out: &mut dyn std::io::Write, verb: &str) {
                 (Some(Action::Unchanged), _) => "already installed".into(),
                 (Some(Action::Enabled), _) => "enabled".into(),
                 (Some(Action::Replaced), _) => "replaced".into(),
+                (Some(Action::Refreshed), _) => "refreshed".into(),
                 (Some(Action::DryRun), _) => "dry run".into(),
                 (None, None) if !t.warnings.is_empty() => "left in place".into(),
                 (None, None) => "not installed".into(),

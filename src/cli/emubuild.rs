@@ -306,9 +306,11 @@ fn from(ctx: &Context, a: &FromArgs) -> Result<Exit> {
 
 fn run(ctx: &Context, cli: &Cli, a: &RunArgs) -> Result<Exit> {
     let wanted = parse_platforms(&a.platform)?;
+    let mut made_now = false;
     if let Some(image) = &a.from {
         let image = parse_image(image)?;
         let created = container::create(ctx, &a.name, &image, &wanted, true)?;
+        made_now = true;
         for w in &created.warnings {
             warn(PROG, w);
         }
@@ -349,8 +351,14 @@ fn run(ctx: &Context, cli: &Cli, a: &RunArgs) -> Result<Exit> {
         out
     };
     let opts = run_options(a)?;
-    if ctx.rootless {
-        prepare_private_emulation(ctx, &cli.binfmt_root, &platforms)?;
+    if ctx.rootless
+        && let Err(e) = prepare_private_emulation(ctx, &cli.binfmt_root, &platforms)
+    {
+        // Nothing is left behind: the working container this command made goes too.
+        if made_now {
+            let _ = container::remove(ctx, &a.name);
+        }
+        return Err(e);
     }
     if platforms.len() == 1 {
         return run_one(ctx, &a.name, &platforms[0], &opts);
@@ -371,11 +379,17 @@ fn prepare_private_emulation(
     root: &std::path::Path,
     platforms: &[Platform],
 ) -> Result<()> {
-    let fs = crate::rootless::mount_private_binfmt(root)?;
+    // Native platforms need no emulation, so no private instance either (an older kernel
+    // then still runs them).
     let targets: Vec<&crate::arch::Target> = platforms
         .iter()
         .filter_map(|p| crate::arch::Table::get().for_platform(p))
+        .filter(|t| !crate::sandbox::preflight::is_native(t))
         .collect();
+    if targets.is_empty() {
+        return Ok(());
+    }
+    let fs = crate::rootless::mount_private_binfmt(root)?;
     let resolver =
         crate::emulator::resolve::Resolver::from_env(false).map_err(super::UsageError)?;
     let warn_fn = |m: &str| warn(PROG, m);

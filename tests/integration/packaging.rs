@@ -95,7 +95,12 @@ fn copy_into_scratch_and_into_a_debian_tree() {
     );
 
     // Into a merged-/usr Debian tree: /bin is a symlink to usr/bin and must stay one.
-    if let Some(deb) = image("debian-arm64.tar") {
+    require!(
+        image("debian-arm64.tar").is_some(),
+        "the Debian arm64 tree fixture is missing; run tests/run.sh"
+    );
+    {
+        let deb = image("debian-arm64.tar").unwrap();
         let from = format!("rootfs:{}", deb.display());
         emubuild(store.path(), &["from", "--name", "deb", &from]).success();
         emubuild(
@@ -159,7 +164,18 @@ fn container_image() -> Option<PathBuf> {
 
 /// The image's environment, as a container runtime would set it.
 fn image_env(layout: &Path) -> Vec<String> {
-    let cfg = Run::from_output(
+    let cfg = image_config(layout);
+    cfg["config"]["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The image's config, as skopeo reads it.
+fn image_config(layout: &Path) -> serde_json::Value {
+    Run::from_output(
         Command::new("skopeo")
             .args([
                 "inspect",
@@ -170,13 +186,7 @@ fn image_env(layout: &Path) -> Vec<String> {
             .unwrap(),
     )
     .success()
-    .json();
-    cfg["config"]["Env"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap().to_string())
-        .collect()
+    .json()
 }
 
 #[test]
@@ -210,11 +220,19 @@ fn the_image_sets_up_the_host_as_a_privileged_container() {
         "ldd {}/usr/bin/binfmtctl 2>&1 || true",
         rootfs.display()
     ));
-    assert!(
-        ldd.stdout.contains("statically linked") || ldd.stdout.contains("not a dynamic"),
-        "{}",
-        ldd.stdout
+    assert!(ldd.stdout.contains("statically linked"), "{}", ldd.stdout);
+    // What `docker run --privileged --rm IMAGE` runs: entrypoint binfmtctl, `install all`.
+    let cfg = image_config(&layout);
+    assert_eq!(
+        cfg["config"]["Entrypoint"],
+        serde_json::json!(["/usr/bin/binfmtctl"])
     );
+    assert_eq!(cfg["config"]["Cmd"], serde_json::json!(["install", "all"]));
+    let default_command: Vec<String> = ["Entrypoint", "Cmd"]
+        .iter()
+        .flat_map(|k| cfg["config"][k].as_array().unwrap().clone())
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
     assert!(rootfs.join("usr/libexec/binfmtctl/qemu-aarch64").exists());
     assert!(
         !Path::new("/usr/libexec/binfmtctl").exists(),
@@ -241,7 +259,13 @@ fn the_image_sets_up_the_host_as_a_privileged_container() {
             r = rootfs.display()
         ))
     };
-    let r = run_in("install all").success();
+    // Exactly the image's default command.
+    let r = sh(&format!(
+        "unshare --mount --pid --fork sh -ec '{prepare}; exec env -i {env} chroot {r} {cmd}'",
+        r = rootfs.display(),
+        cmd = default_command.join(" ")
+    ))
+    .success();
     let status: serde_json::Value =
         serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", r.stdout));
     assert_eq!(status["mounted"], true);
@@ -259,10 +283,16 @@ fn the_image_sets_up_the_host_as_a_privileged_container() {
         ("s390x", "s390x"),
         ("ppc64el", "ppc64le"),
     ] {
-        if let Some(bb) = busybox(arch) {
-            let out = Command::new(&bb).args(["uname", "-m"]).output().unwrap();
-            assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), uname);
-        }
+        let bb = busybox(arch);
+        require!(
+            bb.is_some(),
+            "busybox fixture for {arch} missing; run tests/run.sh"
+        );
+        let out = Command::new(bb.unwrap())
+            .args(["uname", "-m"])
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), uname);
     }
     let text = std::fs::read_to_string("/proc/sys/fs/binfmt_misc/qemu-aarch64").unwrap();
     assert!(
@@ -315,10 +345,10 @@ fn docker_runs_the_image() {
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false);
-    if !docker_ok {
-        eprintln!("SKIPPED: no Docker engine runs here");
-        return;
-    }
+    require!(
+        docker_ok,
+        "no Docker engine runs here (`docker info` failed)"
+    );
     require!(
         busybox("arm64").is_some(),
         "busybox fixtures missing; run tests/run.sh"
@@ -414,6 +444,28 @@ fn keep_registers_again_what_a_flush_removed() {
     assert!(r.stdout.contains("keeper-exit=0"), "{}", r.stdout);
     let log = std::fs::read_to_string(state.path().join("keep.log")).unwrap();
     assert!(log.contains("registered it again"), "{log}");
+
+    // A keeper whose first install fails exits 1 at once (a pod must not sit there with
+    // handlers missing). `--refresh` (implied by --keep) registers our identical entry again,
+    // so a newer emulator file at the same path takes over; someone else's is left alone.
+    let script = r#"
+        export BINFMTCTL_ROOT="$BINFMTCTL_STATE_DIR/bm2"
+        mkdir "$BINFMTCTL_ROOT" "$BINFMTCTL_STATE_DIR/bad"
+        cp /bin/ls "$BINFMTCTL_STATE_DIR/bad/qemu-s390x"
+        timeout 20 "$BINFMTCTL" install --emulator-dir "$BINFMTCTL_STATE_DIR/bad" s390x ppc64le --keep --interval 1 >/dev/null 2>&1 || echo keep-fail=$?
+        "$BINFMTCTL" install s390x >/dev/null
+        "$BINFMTCTL" install --refresh --json s390x | grep -o '"action": *"[a-z]*"'
+        "$BINFMTCTL" install --dry-run s390x > "$BINFMTCTL_STATE_DIR/line"
+        echo -1 > "$BINFMTCTL_ROOT/qemu-s390x"
+        cat "$BINFMTCTL_STATE_DIR/line" > "$BINFMTCTL_ROOT/register"
+        rm -rf "$BINFMTCTL_STATE_DIR/owned"
+        "$BINFMTCTL" install --refresh --json s390x | grep -o '"action": *"[a-z]*"'
+    "#;
+    let r = in_userns(script, state.path()).success();
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines[0], "keep-fail=1", "{}\n{}", r.stdout, r.stderr);
+    assert!(lines[1].contains("refreshed"), "{}", r.stdout);
+    assert!(lines[2].contains("unchanged"), "{}", r.stdout);
 }
 
 #[test]
@@ -454,7 +506,11 @@ fn restore_brings_back_persisted_handlers() {
 #[test]
 fn packaging_files_are_valid() {
     // The systemd unit, as systemd reads it (with our binary in place of /usr/bin/binfmtctl).
-    if have("systemd-analyze") {
+    require!(
+        have("systemd-analyze"),
+        "systemd-analyze is missing (apt-get install systemd)"
+    );
+    {
         let d = tempfile::tempdir().unwrap();
         let unit = std::fs::read_to_string(
             Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/systemd/binfmtctl.service"),

@@ -251,4 +251,21 @@ fn without_user_namespaces_a_clear_error_and_nothing_left() {
         "the store was created: {}",
         r.stdout
     );
+    drop(user);
+
+    // A kernel that refuses the private binfmt_misc (as one before 6.7 does; here the mount
+    // point is made unusable): a clear error, and the working container `--from` made is gone.
+    let user = TestUser::create(true).expect("useradd");
+    let r = user.run(&format!(
+        r#""$EMUBUILD" --binfmt-root /nonexistent/binfmt_misc run --name gone --from rootfs:{} -- true; echo exit=$?; "$EMUBUILD" ls"#,
+        image("rootfs-busybox-arm64.tar").unwrap().display()
+    ));
+    assert!(r.stdout.contains("exit=125"), "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr
+            .contains("did not give the user namespace its own binfmt_misc"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stdout.contains("gone"), "left behind: {}", r.stdout);
 }
