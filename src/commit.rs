@@ -115,10 +115,15 @@ pub struct Committed {
     pub images: Vec<PlatformImage>,
     /// Where.
     pub dest: String,
+    /// Things the user should know (platforms whose steps differ).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 struct Built {
     platform: Platform,
+    /// The commands of its steps, in order.
+    steps: Vec<String>,
     layers: Vec<LayerRef>,
     config: Vec<u8>,
     manifest: Vec<u8>,
@@ -336,6 +341,7 @@ fn build_platform(
     )? {
         cdir.write_platform(&state)?;
     }
+    let steps: Vec<String> = state.steps.iter().map(|s| s.created_by.clone()).collect();
     let config = image_config(&state, &opts.edits);
     let config_bytes = serde_json::to_vec(&config).expect("serialisable");
     let config_digest = format!("sha256:{}", crate::digest::sha256_hex(&config_bytes));
@@ -373,6 +379,7 @@ fn build_platform(
     };
     Ok(Built {
         platform: platform.clone(),
+        steps,
         layers,
         config: config_bytes,
         manifest: serde_json::to_vec(&manifest).expect("serialisable"),
@@ -403,6 +410,23 @@ pub fn commit(
         let b = build_platform(ctx, name, p, opts)
             .map_err(|e| ContainerError::Other(format!("{p}: {e}; nothing was written")))?;
         built.push(b);
+    }
+    // Platforms built by different steps (one failed, or a later `run --platform` took only
+    // some) make an index whose images differ: said, not silently written.
+    let mut warnings = Vec::new();
+    if let Some(first) = built.first() {
+        for b in &built[1..] {
+            if b.steps != first.steps {
+                warnings.push(format!(
+                    "{} and {} were built by different steps ({} vs {}: {}); their images differ",
+                    first.platform,
+                    b.platform,
+                    first.steps.len(),
+                    b.steps.len(),
+                    first_difference(&first.steps, &b.steps)
+                ));
+            }
+        }
     }
     let index = Index {
         schema_version: 2,
@@ -520,7 +544,20 @@ pub fn commit(
             Dest::Oci { dir, tag } => format!("oci:{}:{tag}", dir.display()),
             Dest::OciArchive { file, tag } => format!("oci-archive:{}:{tag}", file.display()),
         },
+        warnings,
     })
+}
+
+/// Where two step lists first part: "step 3 is `apk add curl` in one, missing in the other".
+fn first_difference(a: &[String], b: &[String]) -> String {
+    let i = a.iter().zip(b).take_while(|(x, y)| x == y).count();
+    let show = |l: &[String]| l.get(i).map_or("nothing".to_string(), |s| format!("`{s}`"));
+    format!(
+        "step {} is {} in one and {} in the other",
+        i + 1,
+        show(a),
+        show(b)
+    )
 }
 
 /// `manifest.json` for `docker load` (Docker 20.10 reads only its own archive format): one

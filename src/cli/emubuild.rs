@@ -685,6 +685,9 @@ fn commit(ctx: &Context, a: &CommitArgs) -> Result<Exit> {
     };
     let opts = crate::commit::CommitOptions { compression, edits };
     let done = crate::commit::commit(ctx, &a.name, &dest, &opts)?;
+    for w in &done.warnings {
+        warn(PROG, w);
+    }
     if a.json {
         output::json(&done);
     } else {

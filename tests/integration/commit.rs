@@ -38,7 +38,9 @@ fn have(cmd: &str) -> bool {
 /// A working container for three platforms with one real step and one empty step.
 fn built(store: &Path) {
     let from = format!("oci:{}:multi", image("oci-umoci").unwrap().display());
-    let step = "uname -m > /built.txt; rm /data/remove-me.txt; mkdir -p /opt/app && echo app > /opt/app/run.sh; ln -s /built.txt /opt/app/link";
+    let step = "uname -m > /built.txt; rm /data/remove-me.txt; mkdir -p /opt/app && echo app > /opt/app/run.sh; ln -s /built.txt /opt/app/link; \
+        echo hl > /opt/app/hl1 && ln /opt/app/hl1 /opt/app/hl2; echo s > /opt/app/suid && chmod 4755 /opt/app/suid; chown 1000:1000 /opt/app/run.sh; \
+        rm -rf /home && mkdir /home && echo fresh > /home/fresh";
     emubuild(
         store,
         &[
@@ -187,6 +189,27 @@ fn other_tools_read_what_commit_writes() {
             std::fs::read_link(rootfs.join("opt/app/link")).unwrap(),
             Path::new("/built.txt")
         );
+        // A hardlink pair, a setuid file, a chowned file, and a replaced directory (opaque:
+        // what the base had in it is gone).
+        use std::os::unix::fs::MetadataExt;
+        let (h1, h2) = (
+            std::fs::metadata(rootfs.join("opt/app/hl1")).unwrap(),
+            std::fs::metadata(rootfs.join("opt/app/hl2")).unwrap(),
+        );
+        assert_eq!(h1.ino(), h2.ino(), "{platform}: hardlink lost");
+        let suid = std::fs::metadata(rootfs.join("opt/app/suid")).unwrap();
+        assert_eq!(suid.mode() & 0o7777, 0o4755, "{platform}");
+        let owned = std::fs::metadata(rootfs.join("opt/app/run.sh")).unwrap();
+        assert_eq!((owned.uid(), owned.gid()), (1000, 1000), "{platform}");
+        let home: Vec<String> = std::fs::read_dir(rootfs.join("home"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            home,
+            ["fresh"],
+            "{platform}: the replaced directory kept old entries"
+        );
         // oci-image-tool (1.0.0-rc1 cannot follow an index in index.json; it judges the copy).
         tool(
             "oci-image-tool",
@@ -234,7 +257,7 @@ fn other_tools_read_what_commit_writes() {
                 "--",
                 "/bin/sh",
                 "-c",
-                "cat /built.txt; test -e /data/remove-me.txt && echo deleted-file-visible; true",
+                "cat /built.txt; test -e /data/remove-me.txt && echo deleted-file-visible; test -e /home/builder && echo replaced-dir-visible; true",
             ]
             .map(String::from),
         );
@@ -681,6 +704,33 @@ fn a_broken_platform_fails_the_commit_and_writes_nothing() {
     assert!(
         !layout.join("index.json").exists(),
         "an index was written without linux/s390x"
+    );
+
+    // Platforms whose steps differ (a step run on one of them only): committed, and said.
+    let store = tempfile::tempdir().unwrap();
+    built(store.path());
+    emubuild(
+        store.path(),
+        &[
+            "run",
+            "--platform",
+            "linux/arm64",
+            "--",
+            "touch",
+            "/only-arm64",
+        ],
+    )
+    .success();
+    let r = emubuild(
+        store.path(),
+        &["commit", &format!("oci:{}:v2", layout.display())],
+    )
+    .success();
+    assert!(
+        r.stderr.contains("were built by different steps")
+            && r.stderr.contains("`touch /only-arm64`"),
+        "{}",
+        r.stderr
     );
 }
 
