@@ -564,8 +564,11 @@ pub fn run_step(
             .filter(|s| !s.is_empty())
             .map(str::to_string)
     });
+    // A deep stack would not fit one overlay mount's options (a page): its layers are then
+    // named through short links in the run directory (`l/0`, `l/1`, ...), as Docker does.
+    let (base, lowers) = short_lowers(ctx.store.root(), &run, lowers)?;
     let spec = RunSpec {
-        base: ctx.store.root().to_path_buf(),
+        base,
         lowers,
         upper: run.join("upper"),
         work: run.join("work"),
@@ -633,6 +636,37 @@ pub fn run_step(
         step,
         warnings,
     })
+}
+
+/// The directory overlay paths are relative to, and the lower directories: the store's root
+/// and the layers themselves while their names fit comfortably in a mount's options, else the
+/// run directory and links `l/<n>` to each layer.
+fn short_lowers(
+    store: &Path,
+    run: &Path,
+    lowers: Vec<PathBuf>,
+) -> Result<(PathBuf, Vec<PathBuf>), ContainerError> {
+    let length: usize = lowers
+        .iter()
+        .map(|l| l.strip_prefix(store).unwrap_or(l).as_os_str().len() + 1)
+        .sum();
+    if length < 3000 {
+        return Ok((store.to_path_buf(), lowers));
+    }
+    let links = run.join("l");
+    let _ = std::fs::remove_dir_all(&links);
+    std::fs::create_dir_all(&links)
+        .map_err(|e| ContainerError::Other(format!("cannot create `{}`: {e}", links.display())))?;
+    let mut out = Vec::with_capacity(lowers.len());
+    for (i, l) in lowers.iter().enumerate() {
+        let link = links.join(i.to_string());
+        let target = std::fs::canonicalize(l).unwrap_or_else(|_| l.clone());
+        std::os::unix::fs::symlink(&target, &link).map_err(|e| {
+            ContainerError::Other(format!("cannot create `{}`: {e}", link.display()))
+        })?;
+        out.push(link);
+    }
+    Ok((run.to_path_buf(), out))
 }
 
 /// Builds (or reuses) `run/mnt`, a layer holding the mount points the stack lacks, so they never

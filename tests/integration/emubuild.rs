@@ -998,3 +998,35 @@ fn debian_tree_runs_its_package_manager() {
     let r = emubuild(store.path(), &["run", "--", "hello", "-g", "again"]).success();
     assert_eq!(r.stdout.trim(), "again");
 }
+
+#[test]
+#[serial(host_binfmt)]
+fn a_hundred_steps_still_stack_in_one_overlay() {
+    let (_emu, store) = setup!();
+    let from = format!("rootfs:{}", img("rootfs-busybox-arm64.tar"));
+    emubuild(store.path(), &["from", "--platform", "linux/arm64", &from]).success();
+    let host = tempfile::tempdir().unwrap();
+    for i in 0..100 {
+        let f = host.path().join(format!("f{i}"));
+        std::fs::write(&f, format!("{i}\n")).unwrap();
+        emubuild(
+            store.path(),
+            &["copy", f.to_str().unwrap(), &format!("/steps/f{i}")],
+        )
+        .success();
+    }
+    // 101 layers: more than one overlay mount's options can name directly.
+    let r = emubuild(
+        store.path(),
+        &[
+            "run",
+            "--",
+            "sh",
+            "-c",
+            "ls /steps | wc -l; cat /steps/f0 /steps/f99",
+        ],
+    )
+    .success();
+    let lines: Vec<&str> = r.stdout.split_whitespace().collect();
+    assert_eq!(lines, ["100", "0", "99"], "{}", r.stdout);
+}
