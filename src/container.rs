@@ -13,6 +13,7 @@ use crate::oci::image::{self, Descriptor};
 use crate::oci::layout::{self, Layout};
 use crate::platform::Platform;
 use crate::rootfs::unpack::XattrNamespace;
+use crate::sandbox::mounts::OVERLAY_FAILED;
 use crate::sandbox::{self, Bind, Network, RunSpec, preflight};
 use crate::store::{Container, ContainerDir, LayerRef, PlatformState, Step, Store, StoreError};
 
@@ -541,8 +542,10 @@ pub fn run_step(
             *p = r;
         }
     }
-    if let Some(mnt) = mountpoint_layer(&run, &lowers, &wanted_points) {
-        lowers.insert(0, mnt);
+    let stack = lowers.clone();
+    let mnt = mountpoint_layer(&run, &lowers, &wanted_points);
+    if let Some(mnt) = &mnt {
+        lowers.insert(0, mnt.clone());
     }
     let cwd = opts
         .workdir
@@ -567,7 +570,8 @@ pub fn run_step(
     // A deep stack would not fit one overlay mount's options (a page): its layers are then
     // named through short links in the run directory (`l/0`, `l/1`, ...), as Docker does.
     let (base, lowers) = short_lowers(ctx.store.root(), &run, lowers)?;
-    let spec = RunSpec {
+    let mut spec = RunSpec {
+        rootfs: sandbox::RootFs::Overlay,
         base,
         lowers,
         upper: run.join("upper"),
@@ -584,8 +588,35 @@ pub fn run_step(
         stdin: opts.stdin,
         hostname: name.to_string(),
     };
-    let outcome = sandbox::run(&spec)?;
-    let mut warnings = outcome.warnings.clone();
+    let driver = Driver::from_env()?;
+    let mut warnings = Vec::new();
+    let copy = Copier::new(&pdir, &stack);
+    let use_copy = match driver {
+        Driver::Copy => true,
+        Driver::Overlay => false,
+        Driver::Auto => match overlay_unusable(spec.lowers.len(), ctx.rootless) {
+            Some(why) => {
+                warnings.push(format!(
+                    "{why}; using the copying snapshotter (slower: it keeps a whole copy of the tree)"
+                ));
+                true
+            }
+            None => false,
+        },
+    };
+    let outcome = if use_copy {
+        copy.run(&mut spec, mnt.as_deref(), ctx.xattrs(), &mut warnings)?
+    } else {
+        let mut o = sandbox::run(&spec)?;
+        if o.code == sandbox::process::SETUP_FAILED
+            && let Some(e) = o.error.as_mut()
+            && e.contains(OVERLAY_FAILED)
+        {
+            e.push_str("; `EMUBUILD_DRIVER=copy` runs steps without overlayfs");
+        }
+        o
+    };
+    warnings.extend(outcome.warnings.iter().cloned());
     if let Some(e) = &outcome.error {
         if outcome.code == sandbox::process::SETUP_FAILED {
             let _ = std::fs::remove_dir_all(&upper_dir);
@@ -622,6 +653,10 @@ pub fn run_step(
         };
         state.steps.push(step.clone());
         cdir.write_platform(&state)?;
+        // The copy now shows the new stack: the next step starts from it.
+        if spec.rootfs == sandbox::RootFs::Copy {
+            copy.mark_current(&stack_of(ctx, &state, &pdir)?);
+        }
         Some(step)
     } else {
         warnings.push(format!(
@@ -636,6 +671,141 @@ pub fn run_step(
         step,
         warnings,
     })
+}
+
+/// Which snapshotter runs steps: `EMUBUILD_DRIVER` = `overlay`, `copy`, or `auto` (the default:
+/// overlayfs, falling back to copying where it cannot be mounted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Driver {
+    Auto,
+    Overlay,
+    Copy,
+}
+
+impl Driver {
+    fn from_env() -> Result<Driver, ContainerError> {
+        match std::env::var("EMUBUILD_DRIVER").as_deref() {
+            Err(_) | Ok("") | Ok("auto") => Ok(Driver::Auto),
+            Ok("overlay") => Ok(Driver::Overlay),
+            Ok("copy") => Ok(Driver::Copy),
+            Ok(other) => Err(ContainerError::Other(format!(
+                "EMUBUILD_DRIVER is `{other}`; use auto, overlay or copy"
+            ))),
+        }
+    }
+}
+
+/// Why overlayfs cannot hold this step, if it cannot: more lower layers than it stacks, no
+/// overlayfs in the kernel, or (rootless) a kernel too old to mount it in a user namespace.
+fn overlay_unusable(lowers: usize, rootless: bool) -> Option<String> {
+    const MAX_STACK: usize = 500;
+    if lowers > MAX_STACK {
+        return Some(format!(
+            "the step stacks {lowers} layers and overlayfs takes at most {MAX_STACK}"
+        ));
+    }
+    if let Ok(fs) = std::fs::read_to_string("/proc/filesystems")
+        && !fs
+            .lines()
+            .any(|l| l.split_whitespace().last() == Some("overlay"))
+        && !Path::new("/sys/module/overlay").exists()
+    {
+        // Not loaded: it may still load on first use (modules load on mount), so only a
+        // kernel with no overlay module at all is counted out.
+        let release = nix::sys::utsname::uname()
+            .map(|u| u.release().to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let module = Path::new("/lib/modules")
+            .join(&release)
+            .join("kernel/fs/overlayfs");
+        if !module.exists() {
+            return Some("this kernel has no overlayfs".into());
+        }
+    }
+    if rootless {
+        let release = nix::sys::utsname::uname()
+            .map(|u| u.release().to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if crate::rootless::kernel_older_than(&release, (5, 11)) {
+            return Some(format!(
+                "this kernel ({release}) cannot mount overlayfs in a user namespace (Linux 5.11+)"
+            ));
+        }
+    }
+    None
+}
+
+/// The copying snapshotter's state for one platform of a working container: `copy/` holds the
+/// whole stack, `copy.key` names the stack it shows (absent while a step runs in it, so a
+/// failed or killed step makes the next one copy afresh).
+struct Copier {
+    dir: PathBuf,
+    key_file: PathBuf,
+    key: String,
+}
+
+impl Copier {
+    fn new(pdir: &Path, stack: &[PathBuf]) -> Copier {
+        Copier {
+            dir: pdir.join("copy"),
+            key_file: pdir.join("copy.key"),
+            key: Copier::key_of(stack),
+        }
+    }
+
+    fn key_of(stack: &[PathBuf]) -> String {
+        let joined: Vec<String> = stack.iter().map(|p| p.display().to_string()).collect();
+        crate::digest::sha256_hex(joined.join("\n").as_bytes())
+    }
+
+    /// Runs `spec` in the copy (made first when it is not of this stack) and writes the
+    /// command's changes into `spec.upper`.
+    fn run(
+        &self,
+        spec: &mut RunSpec,
+        mnt: Option<&Path>,
+        xattrs: XattrNamespace,
+        warnings: &mut Vec<String>,
+    ) -> Result<sandbox::Outcome, ContainerError> {
+        use crate::rootfs::walkdiff;
+        let fail = |what: &str, e: std::io::Error| {
+            ContainerError::Other(format!("copying snapshotter: cannot {what}: {e}"))
+        };
+        let current = std::fs::read_to_string(&self.key_file).is_ok_and(|k| k == self.key);
+        let _ = std::fs::remove_file(&self.key_file);
+        if !current {
+            if self.dir.exists() {
+                std::fs::remove_dir_all(&self.dir).map_err(|e| fail("clear the copy", e))?;
+            }
+            std::fs::create_dir_all(&self.dir).map_err(|e| fail("create the copy", e))?;
+            let mut stack: Vec<PathBuf> = spec.lowers.clone();
+            if mnt.is_some() {
+                stack.remove(0);
+            }
+            warnings.extend(
+                walkdiff::materialize(&stack, &self.dir).map_err(|e| fail("copy the stack", e))?,
+            );
+        }
+        if let Some(m) = mnt {
+            walkdiff::apply_layer(m, &self.dir, warnings)
+                .map_err(|e| fail("add the mount points", e))?;
+        }
+        let before = walkdiff::Index::of(&self.dir).map_err(|e| fail("record the tree", e))?;
+        spec.rootfs = sandbox::RootFs::Copy;
+        spec.merged = self.dir.clone();
+        let outcome = sandbox::run(spec)?;
+        if outcome.code == 0 {
+            let (_, w) = walkdiff::diff(&self.dir, &before, &spec.upper, xattrs)
+                .map_err(|e| fail("find the changes", e))?;
+            warnings.extend(w);
+        }
+        Ok(outcome)
+    }
+
+    /// Records that the copy shows `stack` (after a step that succeeded).
+    fn mark_current(&self, stack: &[PathBuf]) {
+        let _ = crate::util::replace_file(&self.key_file, Copier::key_of(stack).as_bytes(), 0o644);
+    }
 }
 
 /// The directory overlay paths are relative to, and the lower directories: the store's root

@@ -11,4 +11,4 @@ pub(crate) mod sys;
 pub mod user;
 
 pub use process::{Outcome, SandboxError, run};
-pub use spec::{Bind, Network, RunSpec};
+pub use spec::{Bind, Network, RootFs, RunSpec};

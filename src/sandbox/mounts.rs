@@ -13,7 +13,7 @@ use nix::fcntl::OFlag;
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sys::stat::Mode;
 
-use super::spec::{Network, RunSpec};
+use super::spec::{Network, RootFs, RunSpec};
 use crate::rootfs::within::{self, ensure_dir_recording, fd_path, open_in_root};
 
 /// What setting up the root produced.
@@ -43,6 +43,9 @@ const MASKED: &[&str] = &[
     "latency_stats",
     "timer_stats",
 ];
+/// How a failed overlay mount is reported (the caller falls back to copying on it).
+pub const OVERLAY_FAILED: &str = "mount the overlay";
+
 /// `/proc` trees made read-only.
 const READONLY: &[&str] = &["sys", "sysrq-trigger", "irq", "bus", "fs"];
 
@@ -87,21 +90,44 @@ pub fn setup(spec: &RunSpec) -> Result<Prepared> {
     .map_err(ctx("make mounts private"))?;
     std::env::set_current_dir(&spec.base)
         .map_err(ctx(format!("enter `{}`", spec.base.display())))?;
-    let opts = overlay_options(spec);
-    if opts.len() > 4000 {
-        return Err(format!(
-            "{} layers are too many for one overlay mount",
-            spec.lowers.len()
-        ));
+    match spec.rootfs {
+        RootFs::Overlay => {
+            let opts = overlay_options(spec);
+            if opts.len() > 4000 {
+                return Err(format!(
+                    "{} layers are too many for one overlay mount",
+                    spec.lowers.len()
+                ));
+            }
+            mount(
+                Some("overlay"),
+                &spec.merged,
+                Some("overlay"),
+                MsFlags::MS_NODEV,
+                Some(opts.as_str()),
+            )
+            .map_err(ctx(format!("{OVERLAY_FAILED} (options {opts})")))?;
+        }
+        RootFs::Copy => {
+            // A mount of its own (pivot_root needs one), nodev as the overlay is.
+            mount(
+                Some(&spec.merged),
+                &spec.merged,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .map_err(ctx("bind the root"))?;
+            mount(
+                None::<&str>,
+                &spec.merged,
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_NODEV,
+                None::<&str>,
+            )
+            .map_err(ctx("make the root nodev"))?;
+        }
     }
-    mount(
-        Some("overlay"),
-        &spec.merged,
-        Some("overlay"),
-        MsFlags::MS_NODEV,
-        Some(opts.as_str()),
-    )
-    .map_err(ctx(format!("mount the overlay (options {opts})")))?;
     let root = within::open_root(&spec.merged).map_err(ctx("open the root"))?;
 
     // /proc: a fresh instance for the new PID namespace.

@@ -50,9 +50,21 @@ pub enum Network {
     None,
 }
 
+/// How the root is put together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RootFs {
+    /// An overlayfs of the lower directories with the step's upper directory.
+    Overlay,
+    /// `merged` is already a whole copy of the stack (the walk-based snapshotter): bound as
+    /// it is.
+    Copy,
+}
+
 /// Everything the sandbox needs.
 #[derive(Debug, Clone)]
 pub struct RunSpec {
+    /// How the root is made.
+    pub rootfs: RootFs,
     /// The directory overlay paths are relative to (the store root).
     pub base: PathBuf,
     /// Lower directories, top first.

@@ -18,23 +18,6 @@ const EACH: &[(&str, &str, &str, &str, &str)] = &[
     ("linux/s390x", "s390x", "", "s390x", "s390x"),
 ];
 
-fn tool(cmd: &str, args: &[&str]) -> Run {
-    Run::from_output(
-        Command::new(cmd)
-            .args(args)
-            .output()
-            .unwrap_or_else(|e| panic!("{cmd}: {e}")),
-    )
-}
-
-fn have(cmd: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {cmd}")])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
-}
-
 /// A working container for three platforms with one real step and one empty step.
 fn built(store: &Path) {
     let from = format!("oci:{}:multi", image("oci-umoci").unwrap().display());

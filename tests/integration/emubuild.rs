@@ -1001,7 +1001,7 @@ fn debian_tree_runs_its_package_manager() {
 
 #[test]
 #[serial(host_binfmt)]
-fn a_hundred_steps_still_stack_in_one_overlay() {
+fn deep_stacks_run_in_one_overlay_then_in_a_copy() {
     let (_emu, store) = setup!();
     let from = format!("rootfs:{}", img("rootfs-busybox-arm64.tar"));
     emubuild(store.path(), &["from", "--platform", "linux/arm64", &from]).success();
@@ -1029,4 +1029,106 @@ fn a_hundred_steps_still_stack_in_one_overlay() {
     .success();
     let lines: Vec<&str> = r.stdout.split_whitespace().collect();
     assert_eq!(lines, ["100", "0", "99"], "{}", r.stdout);
+    assert!(!r.stderr.contains("copying snapshotter"), "{}", r.stderr);
+    // Past overlayfs's limit of 500 lower layers the mount fails: the step runs all the same,
+    // in a copy of the stack, and says so.
+    for i in 100..510 {
+        let f = host.path().join(format!("f{i}"));
+        std::fs::write(&f, format!("{i}\n")).unwrap();
+        emubuild(
+            store.path(),
+            &["copy", f.to_str().unwrap(), &format!("/steps/f{i}")],
+        )
+        .success();
+    }
+    let r = emubuild(
+        store.path(),
+        &[
+            "run",
+            "--",
+            "sh",
+            "-c",
+            "ls /steps | wc -l; echo made > /made",
+        ],
+    )
+    .success();
+    assert_eq!(r.stdout.trim(), "510", "{}", r.stdout);
+    assert!(
+        r.stderr.contains("using the copying snapshotter"),
+        "{}",
+        r.stderr
+    );
+    let r = emubuild(store.path(), &["run", "--", "cat", "/made"]).success();
+    assert_eq!(r.stdout.trim(), "made");
+}
+
+#[test]
+#[serial(host_binfmt)]
+fn the_copying_snapshotter_makes_the_same_layers_as_overlayfs() {
+    let (_emu, _) = setup!();
+    let from = format!("oci:{}:arm64", img("oci-layers"));
+    let steps = [
+        // Additions, a deletion of a base file, a replaced directory, links, modes, owners.
+        "echo new > /new.txt; rm /data/keep.txt; rm -rf /opt/replaced && mkdir /opt/replaced && echo z > /opt/replaced/z; \
+         echo h > /h1 && ln /h1 /h2; ln -s /new.txt /sym; chmod 600 /etc/base-marker-layers; chown 1000:1000 /new.txt; \
+         mkdir -p /deep/er/still && echo d > /deep/er/still/f",
+        // Changes to the previous step's files, and a deletion of one.
+        "echo changed > /new.txt; rm /h2; rm -rf /deep/er",
+    ];
+    let mut results = Vec::new();
+    for driver in ["overlay", "copy"] {
+        let store = tempfile::tempdir().unwrap();
+        let env = [
+            ("EMUBUILD_DRIVER", driver),
+            ("SOURCE_DATE_EPOCH", "1700000000"),
+        ];
+        emubuild_with(
+            store.path(),
+            &["from", "--platform", "linux/arm64", &from],
+            None,
+            &env,
+        )
+        .success();
+        for s in steps {
+            emubuild_with(store.path(), &["run", "--", "sh", "-c", s], None, &env).success();
+        }
+        // A failed step leaves nothing, and the next one still sees the right tree.
+        let r = emubuild_with(
+            store.path(),
+            &["run", "--", "sh", "-c", "touch /failed; exit 3"],
+            None,
+            &env,
+        );
+        assert_eq!(r.code, Some(3), "{driver}: {}", r.stderr);
+        let r = emubuild_with(
+            store.path(),
+            &[
+                "run", "--", "sh", "-c",
+                "test ! -e /failed && test ! -e /h2 && test ! -e /data/keep.txt && cat /new.txt /opt/replaced/z && ls /opt/replaced && ls /deep",
+            ],
+            None,
+            &env,
+        )
+        .success();
+        assert_eq!(
+            r.stdout.split_whitespace().collect::<Vec<_>>(),
+            ["changed", "z", "z"],
+            "{driver}: {}",
+            r.stdout
+        );
+        let out = tempfile::tempdir().unwrap();
+        let dest = format!("oci:{}:x", out.path().display());
+        emubuild_with(store.path(), &["commit", &dest], None, &env).success();
+        let cfg = tool(
+            "skopeo",
+            &["--override-arch", "arm64", "inspect", "--config", &dest],
+        )
+        .success()
+        .json();
+        results.push((driver, cfg["rootfs"]["diff_ids"].clone()));
+    }
+    assert_eq!(
+        results[0].1, results[1].1,
+        "the two snapshotters made different layers: {results:?}"
+    );
 }

@@ -14,10 +14,6 @@ fn sh(script: &str) -> Run {
     Run::from_output(Command::new("sh").args(["-ec", script]).output().unwrap())
 }
 
-fn have(cmd: &str) -> bool {
-    sh(&format!("command -v {cmd}")).code == Some(0)
-}
-
 #[test]
 #[serial(host_binfmt)]
 fn copy_into_scratch_and_into_a_debian_tree() {

@@ -130,6 +130,7 @@ fn an_unprivileged_user_builds_and_commits_without_touching_the_host() {
         r#"set -e
         "$EMUBUILD" run --from rootfs:{rootfs} -- sh -c 'uname -m; id -u; echo made > /made.txt; touch /etc/passwd; chown 1000:1000 /home/builder/.; touch /home/builder/file'
         "$EMUBUILD" run --user builder -- sh -c 'id -u; echo mine > /home/builder/mine.txt'
+        EMUBUILD_DRIVER=copy "$EMUBUILD" run -- sh -c 'echo c > /copied.txt; rm /home/builder/file'
         "$EMUBUILD" commit oci:$HOME/out:v1 >/dev/null
         "$EMUBUILD" run -- sh -c 'echo sys-rw=$(grep " /sys" /proc/self/mounts | grep -vc " ro,")'
         "$BINFMTCTL" status --json | grep -o '"instance": "[a-z-]*"' || true
@@ -167,6 +168,16 @@ fn an_unprivileged_user_builds_and_commits_without_touching_the_host() {
     assert!(
         !passwd.is_empty() && passwd.iter().all(|l| l.contains(" 0/0 ")),
         "{passwd:?}"
+    );
+    // The copying snapshotter works rootless too: root's file, and a whiteout.
+    assert!(
+        find("copied.txt").contains(" 0/0 "),
+        "{}",
+        find("copied.txt")
+    );
+    assert!(
+        owners.iter().any(|l| l.ends_with("home/builder/.wh.file")),
+        "{owners:?}"
     );
     // /sys and every mount below it are read-only in the sandbox.
     assert!(lines.contains(&"sys-rw=0"), "{}", r.stdout);

@@ -397,6 +397,25 @@ pub fn emubuild(store: &Path, args: &[&str]) -> Run {
     emubuild_with(store, args, None, &[])
 }
 
+/// Runs a tool no one here wrote (skopeo, umoci, buildah...).
+pub fn tool(cmd: &str, args: &[&str]) -> Run {
+    Run::from_output(
+        Command::new(cmd)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("{cmd}: {e}")),
+    )
+}
+
+/// Is a command on the PATH?
+pub fn have(cmd: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {cmd}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
 /// Runs `emubuild` with a store, optional stdin and extra environment.
 pub fn emubuild_with(
     store: &Path,
