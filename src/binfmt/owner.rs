@@ -106,6 +106,17 @@ mod tests {
     use crate::arch::Table;
     use crate::binfmt::entry::Flags;
 
+    /// The entry the kernel shows for a registered line.
+    fn live(reg: &Registration) -> Entry {
+        Entry {
+            name: reg.name.clone(),
+            enabled: true,
+            interpreter: reg.interpreter.clone(),
+            flags: reg.flags,
+            matcher: reg.matcher.clone(),
+        }
+    }
+
     #[test]
     fn records_and_recognises() {
         let state = tempfile::tempdir().unwrap();
@@ -113,13 +124,7 @@ mod tests {
         let owners = Owners::new(state.path(), root.path());
         let t = Table::get().by_name("s390x").unwrap();
         let reg = Registration::for_target(t, "/usr/bin/qemu-s390x-static", Flags::fix_binary());
-        let entry = Entry {
-            name: reg.name.clone(),
-            enabled: true,
-            interpreter: reg.interpreter.clone(),
-            flags: reg.flags,
-            matcher: reg.matcher.clone(),
-        };
+        let entry = live(&reg);
         assert!(!owners.owns(&entry));
         owners.record(&reg).unwrap();
         assert!(owners.owns(&entry));
@@ -145,13 +150,7 @@ mod tests {
         let etc = tempfile::tempdir().unwrap();
         let t = Table::get().by_name("riscv64").unwrap();
         let reg = Registration::for_target(t, "/usr/bin/qemu-riscv64-static", Flags::fix_binary());
-        let entry = Entry {
-            name: reg.name.clone(),
-            enabled: true,
-            interpreter: reg.interpreter.clone(),
-            flags: reg.flags,
-            matcher: reg.matcher.clone(),
-        };
+        let entry = live(&reg);
         let owners = Owners::new(state.path(), root.path()).with_persisted(etc.path());
         assert!(!owners.owns(&entry));
         super::super::persist::write(etc.path(), &reg).unwrap();

@@ -313,6 +313,28 @@ fn other_tools_read_what_commit_writes() {
     );
 }
 
+/// The step the reproducibility test builds, on three platforms of the umoci image.
+fn same_step(store: &Path, env: &[(&str, &str)]) {
+    let from = format!("oci:{}:multi", image("oci-umoci").unwrap().display());
+    emubuild_with(
+        store,
+        &[
+            "run",
+            "--platform",
+            PLATFORMS,
+            "--from",
+            &from,
+            "--",
+            "sh",
+            "-c",
+            "echo same > /same.txt; mkdir /d; touch /d/f",
+        ],
+        None,
+        env,
+    )
+    .success();
+}
+
 #[test]
 #[serial(host_binfmt)]
 fn reproducible_and_blobs_stored_once() {
@@ -327,24 +349,7 @@ fn reproducible_and_blobs_stored_once() {
     let mut digests = Vec::new();
     for n in 0..2 {
         let store = tempfile::tempdir().unwrap();
-        let from = format!("oci:{}:multi", image("oci-umoci").unwrap().display());
-        emubuild_with(
-            store.path(),
-            &[
-                "run",
-                "--platform",
-                PLATFORMS,
-                "--from",
-                &from,
-                "--",
-                "sh",
-                "-c",
-                "echo same > /same.txt; mkdir /d; touch /d/f",
-            ],
-            None,
-            &env,
-        )
-        .success();
+        same_step(store.path(), &env);
         for c in ["gzip", "zstd"] {
             let dest = format!("oci:{}:{c}{n}", out.path().join("layout").display());
             let r = emubuild_with(
@@ -370,24 +375,7 @@ fn reproducible_and_blobs_stored_once() {
     // the clamped commit is the reproducible one (no layer made without the clamp is reused).
     {
         let store = tempfile::tempdir().unwrap();
-        let from = format!("oci:{}:multi", image("oci-umoci").unwrap().display());
-        emubuild_with(
-            store.path(),
-            &[
-                "run",
-                "--platform",
-                PLATFORMS,
-                "--from",
-                &from,
-                "--",
-                "sh",
-                "-c",
-                "echo same > /same.txt; mkdir /d; touch /d/f",
-            ],
-            None,
-            &[],
-        )
-        .success();
+        same_step(store.path(), &[]);
         let scratch = tempfile::tempdir().unwrap();
         let dest = format!("oci:{}:unclamped", scratch.path().display());
         emubuild_with(store.path(), &["commit", "--json", &dest], None, &[]).success();
@@ -489,6 +477,21 @@ fn reproducible_and_blobs_stored_once() {
     );
 }
 
+/// Starts `emubuild commit` (at gzip `level`, so it has real work to do) into `dest` and kills
+/// it after `delay_ms`.
+fn kill_commit_after(store: &Path, level: usize, dest: &str, delay_ms: u64) {
+    let mut child = Command::new(emubuild_bin())
+        .args(["commit", "--compression", &format!("gzip:{level}"), dest])
+        .env("EMUBUILD_STORE", store)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 /// Every blob index.json leads to exists.
 fn consistent(layout: &Path) -> Result<(), String> {
     if !layout.join("index.json").exists() {
@@ -560,21 +563,12 @@ fn killed_and_concurrent_commits_leave_consistent_layouts() {
     // Killed while making a new layout: the destination is absent or complete, never half.
     for (i, delay_ms) in [10u64, 60, 200, 500].iter().enumerate() {
         let fresh = out.path().join(format!("fresh{i}"));
-        let mut child = Command::new(emubuild_bin())
-            .args([
-                "commit",
-                "--compression",
-                &format!("gzip:{}", 2 + i),
-                &format!("oci:{}:t", fresh.display()),
-            ])
-            .env("EMUBUILD_STORE", store.path())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(*delay_ms));
-        let _ = child.kill();
-        let _ = child.wait();
+        kill_commit_after(
+            store.path(),
+            2 + i,
+            &format!("oci:{}:t", fresh.display()),
+            *delay_ms,
+        );
         assert!(
             !fresh.exists() || fresh.join("index.json").is_file(),
             "a kill at {delay_ms} ms left a layout without index.json"
@@ -593,22 +587,12 @@ fn killed_and_concurrent_commits_leave_consistent_layouts() {
     )
     .success();
     for (i, delay_ms) in [5u64, 30, 80, 150, 300, 600].iter().enumerate() {
-        // Each with another compression level, so it has real work to do.
-        let mut child = Command::new(emubuild_bin())
-            .args([
-                "commit",
-                "--compression",
-                &format!("gzip:{}", 2 + i),
-                &format!("oci:{}:t{i}", layout.display()),
-            ])
-            .env("EMUBUILD_STORE", store.path())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(*delay_ms));
-        let _ = child.kill();
-        let _ = child.wait();
+        kill_commit_after(
+            store.path(),
+            2 + i,
+            &format!("oci:{}:t{i}", layout.display()),
+            *delay_ms,
+        );
         consistent(&layout).unwrap_or_else(|e| panic!("after a kill at {delay_ms} ms: {e}"));
         tool(
             "skopeo",

@@ -1006,15 +1006,19 @@ fn deep_stacks_run_in_one_overlay_then_in_a_copy() {
     let from = format!("rootfs:{}", img("rootfs-busybox-arm64.tar"));
     emubuild(store.path(), &["from", "--platform", "linux/arm64", &from]).success();
     let host = tempfile::tempdir().unwrap();
-    for i in 0..100 {
-        let f = host.path().join(format!("f{i}"));
-        std::fs::write(&f, format!("{i}\n")).unwrap();
-        emubuild(
-            store.path(),
-            &["copy", f.to_str().unwrap(), &format!("/steps/f{i}")],
-        )
-        .success();
-    }
+    // One step per file, copied in (no emulation needed).
+    let add_steps = |range: std::ops::Range<usize>| {
+        for i in range {
+            let f = host.path().join(format!("f{i}"));
+            std::fs::write(&f, format!("{i}\n")).unwrap();
+            emubuild(
+                store.path(),
+                &["copy", f.to_str().unwrap(), &format!("/steps/f{i}")],
+            )
+            .success();
+        }
+    };
+    add_steps(0..100);
     // 101 layers: more than one overlay mount's options can name directly.
     let r = emubuild(
         store.path(),
@@ -1032,15 +1036,7 @@ fn deep_stacks_run_in_one_overlay_then_in_a_copy() {
     assert!(!r.stderr.contains("copying snapshotter"), "{}", r.stderr);
     // Past overlayfs's limit of 500 lower layers the mount fails: the step runs all the same,
     // in a copy of the stack, and says so.
-    for i in 100..510 {
-        let f = host.path().join(format!("f{i}"));
-        std::fs::write(&f, format!("{i}\n")).unwrap();
-        emubuild(
-            store.path(),
-            &["copy", f.to_str().unwrap(), &format!("/steps/f{i}")],
-        )
-        .success();
-    }
+    add_steps(100..510);
     let r = emubuild(
         store.path(),
         &[
