@@ -1083,7 +1083,14 @@ mod tests {
         );
         assert!(env.contains(&("PATH".into(), "/bin".into())));
         assert!(env.contains(&("A".into(), "2".into())));
-        assert!(env.contains(&("TARGETVARIANT".into(), "v7".into())));
+        for (k, v) in [
+            ("TARGETPLATFORM", "linux/arm/v7"),
+            ("TARGETOS", "linux"),
+            ("TARGETARCH", "arm"),
+            ("TARGETVARIANT", "v7"),
+        ] {
+            assert!(env.contains(&(k.into(), v.into())), "{k}: {env:?}");
+        }
         let env = command_env(&serde_json::json!({}), &"linux/arm64".parse().unwrap(), &[]);
         assert_eq!(env[0], ("PATH".into(), DEFAULT_PATH.into()));
     }

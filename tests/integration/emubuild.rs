@@ -675,15 +675,54 @@ fn the_sandbox_is_a_container() {
         cat /proc/1/cmdline >/dev/null 2>&1 && echo init-cmdline-readable || echo init-hidden
         ls /proc/1/exe >/dev/null 2>&1; readlink /proc/1/exe >/dev/null 2>&1 && echo exe-visible || echo exe-hidden
         ps -o pid,comm | wc -l
+        echo ipc=$(readlink /proc/self/ns/ipc) uts=$(readlink /proc/self/ns/uts)
+        echo procs=$(ls -d /proc/[0-9]* | wc -l)
+        head -n 1 /etc/hosts
+        test -e "$STORE" && echo host-root-visible || echo host-root-gone
     "#;
+    let store_s = store.path().display().to_string();
     let r = emubuild(
         store.path(),
         &[
-            "run", "--name", "box", "--from", &from, "--", "sh", "-c", script,
+            "run",
+            "--name",
+            "box",
+            "--from",
+            &from,
+            "-e",
+            &format!("STORE={store_s}"),
+            "--",
+            "sh",
+            "-c",
+            script,
         ],
     )
     .success();
     let out = r.stdout;
+    // Its own IPC and UTS namespaces, a /proc of its own PID namespace (init, the shell and
+    // the few programs it runs), the host's /etc/hosts, and after pivot_root nothing of the
+    // host's tree (the store it runs from is not there).
+    for ns in ["ipc", "uts"] {
+        let host = std::fs::read_link(format!("/proc/self/ns/{ns}")).unwrap();
+        assert!(
+            out.contains(&format!("{ns}=")) && !out.contains(&format!("{ns}={}", host.display())),
+            "{ns} namespace shared with the host: {out}"
+        );
+    }
+    let procs: usize = out
+        .lines()
+        .find_map(|l| l.strip_prefix("procs="))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(usize::MAX);
+    assert!(procs <= 6, "/proc shows {procs} processes: {out}");
+    let hosts_first = std::fs::read_to_string("/etc/hosts")
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    assert!(out.lines().any(|l| l == hosts_first), "{out}");
+    assert!(out.contains("host-root-gone"), "{out}");
     assert!(
         out.contains("pid=2") || out.contains("pid=3"),
         "not in a new PID namespace: {out}"
@@ -767,24 +806,27 @@ fn ctrl_c_stops_the_command() {
     let (_emu, store) = setup!();
     let from = format!("rootfs:{}", img("rootfs-busybox-arm64.tar"));
     emubuild(store.path(), &["from", &from]).success();
-    let mut child = std::process::Command::new(emubuild_bin())
-        .args(["run", "--", "sleep", "60"])
-        .env("EMUBUILD_STORE", store.path())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    let start = std::time::Instant::now();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
-    let status = child.wait().unwrap();
-    assert!(
-        start.elapsed().as_secs() < 10,
-        "SIGINT did not stop the command"
-    );
-    assert_eq!(status.code(), Some(130));
+    // SIGINT (what Ctrl-C sends) and SIGTERM (what `kill` and CI runners send) reach the
+    // command; the status says which stopped it.
+    for (sig, code) in [
+        (nix::sys::signal::Signal::SIGINT, 130),
+        (nix::sys::signal::Signal::SIGTERM, 143),
+    ] {
+        let mut child = std::process::Command::new(emubuild_bin())
+            .args(["run", "--", "sleep", "60"])
+            .env("EMUBUILD_STORE", store.path())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        let start = std::time::Instant::now();
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).unwrap();
+        let status = child.wait().unwrap();
+        assert!(
+            start.elapsed().as_secs() < 10,
+            "{sig} did not stop the command"
+        );
+        assert_eq!(status.code(), Some(code), "{sig}");
+    }
 }
 
 #[test]
