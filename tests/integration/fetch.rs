@@ -577,3 +577,45 @@ fn auto_source_falls_back_to_the_cache_then_the_archive() {
     run("uninstall s390x").success();
     drop(host);
 }
+
+#[test]
+fn network_failures_are_retried_then_name_the_url() {
+    let fixture = mirror_fixture("trixie");
+    require!(
+        fixture.is_some(),
+        "cannot build the local mirror fixture (no reachable Debian mirror)"
+    );
+    let (root, deb_rel, _) = fixture.unwrap();
+    let state = tempfile::tempdir().unwrap();
+    // The .deb breaks off halfway twice: the third attempt gets it, verified.
+    let server = MirrorServer::flaky(&root, &deb_rel, 2);
+    let cache = tempfile::tempdir().unwrap();
+    let r = binfmtctl_env(
+        state.path(),
+        &["fetch", "s390x", "--json"],
+        &fetch_env(cache.path(), &server.url),
+    )
+    .success();
+    assert_eq!(r.json()[0]["emulator"]["origin"], "debian");
+    drop(server);
+    // Always breaking off: after the retries, an error naming the URL and the attempts, and
+    // nothing cached.
+    let server = MirrorServer::flaky(&root, &deb_rel, usize::MAX);
+    let cache = tempfile::tempdir().unwrap();
+    let r = binfmtctl_env(
+        state.path(),
+        &["fetch", "s390x"],
+        &fetch_env(cache.path(), &server.url),
+    )
+    .code_is(1);
+    assert!(
+        r.stderr.contains("tried 3 times") && r.stderr.contains(&deb_rel.replace("debian/", "")),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        cached_files(cache.path()).is_empty(),
+        "{:?}",
+        cached_files(cache.path())
+    );
+}

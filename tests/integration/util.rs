@@ -231,7 +231,22 @@ impl MirrorServer {
     /// Serves `root`; `tamper` flips the byte at an offset of one file (or, at
     /// [`APPEND_BYTE`], serves it one byte longer).
     pub fn start(root: &Path, tamper: Option<(&str, u64)>) -> MirrorServer {
+        MirrorServer::start_with(root, tamper, None)
+    }
+
+    /// Serves `root`, but the first `times` transfers of `path` break off halfway through the
+    /// body (a flaky network).
+    pub fn flaky(root: &Path, path: &str, times: usize) -> MirrorServer {
+        MirrorServer::start_with(root, None, Some((path.to_string(), times)))
+    }
+
+    fn start_with(
+        root: &Path,
+        tamper: Option<(&str, u64)>,
+        flaky: Option<(String, usize)>,
+    ) -> MirrorServer {
         use std::io::{BufRead, BufReader, Read, Write};
+        let broken = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         use std::sync::atomic::Ordering;
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
@@ -247,6 +262,8 @@ impl MirrorServer {
                 let Ok(mut conn) = conn else { continue };
                 let root = root.clone();
                 let tamper = tamper.clone();
+                let flaky = flaky.clone();
+                let broken = broken.clone();
                 std::thread::spawn(move || {
                     let mut reader = BufReader::new(conn.try_clone().unwrap());
                     let mut request = String::new();
@@ -278,9 +295,16 @@ impl MirrorServer {
                         conn,
                         "HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"
                     );
+                    // Break this transfer off halfway?
+                    let cut = flaky.as_ref().is_some_and(|(p, times)| {
+                        *p == path && broken.fetch_add(1, Ordering::SeqCst) < *times
+                    });
                     let mut sent = 0u64;
                     let mut buf = vec![0u8; 1 << 16];
                     loop {
+                        if cut && sent >= len / 2 {
+                            return;
+                        }
                         let n = match f.read(&mut buf) {
                             Ok(0) | Err(_) => break,
                             Ok(n) => n,
