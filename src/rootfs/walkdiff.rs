@@ -35,6 +35,9 @@ struct Meta {
     ino: u64,
     rdev: u64,
     nlink: u64,
+    /// Birth time where the file system records it: a name removed and made again may get
+    /// the same inode number back at once, but not the same birth time.
+    born: Option<std::time::SystemTime>,
 }
 
 impl Meta {
@@ -50,6 +53,7 @@ impl Meta {
             ino: m.ino(),
             rdev: m.rdev(),
             nlink: m.nlink(),
+            born: m.created().ok(),
         }
     }
 
@@ -364,7 +368,7 @@ impl Differ<'_> {
             match prev {
                 // New, or something else now stands at the name.
                 None => self.add(&r, &m, false)?,
-                Some(p) if p.kind != now.kind || p.ino != now.ino => {
+                Some(p) if p.kind != now.kind || p.ino != now.ino || p.born != now.born => {
                     self.add(&r, &m, now.is_dir())?
                 }
                 Some(p) if now.is_dir() => {
