@@ -970,26 +970,15 @@ fn prune_created(upper: &Path, lowers: &[PathBuf], created: &[PathBuf]) {
         let Ok(st) = nix::sys::stat::fstat(&this) else {
             continue;
         };
-        let empty = std::fs::read_dir(crate::rootfs::within::fd_path(
-            &this,
-            std::ffi::OsStr::new(""),
-        ))
-        .map(|mut d| d.next().is_none())
-        .unwrap_or(false);
-        let opaque = xattr::get_deref(
-            crate::rootfs::within::fd_path(&this, std::ffi::OsStr::new("")),
-            "trusted.overlay.opaque",
-        )
-        .ok()
-        .flatten()
-        .is_some()
-            || xattr::get_deref(
-                crate::rootfs::within::fd_path(&this, std::ffi::OsStr::new("")),
-                "user.overlay.opaque",
-            )
-            .ok()
-            .flatten()
-            .is_some();
+        // The directory through its descriptor (a /proc/self/fd link, so xattrs are read
+        // through it).
+        let this_path = crate::rootfs::within::fd_path(&this, std::ffi::OsStr::new(""));
+        let empty = std::fs::read_dir(&this_path)
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(false);
+        let opaque = crate::rootfs::unpack::OPAQUE_XATTRS
+            .iter()
+            .any(|n| xattr::get_deref(&this_path, n).ok().flatten().is_some());
         drop(this);
         if !empty || opaque {
             continue;

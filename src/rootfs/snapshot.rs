@@ -13,7 +13,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use super::unpack::{OPAQUE, WHITEOUT_PREFIX};
+use super::unpack::{OPAQUE, WHITEOUT_PREFIX, is_opaque, is_overlay_xattr};
 
 /// Options.
 #[derive(Debug, Clone, Default)]
@@ -31,17 +31,6 @@ pub struct SnapshotStats {
     pub whiteouts: u64,
     /// Opaque directories.
     pub opaque: u64,
-}
-
-/// Is this xattr overlayfs bookkeeping (never part of a layer)?
-fn is_overlay_xattr(name: &[u8]) -> bool {
-    name.starts_with(b"trusted.overlay.") || name.starts_with(b"user.overlay.")
-}
-
-fn is_opaque(path: &Path) -> bool {
-    ["trusted.overlay.opaque", "user.overlay.opaque"]
-        .iter()
-        .any(|n| matches!(xattr::get(path, n), Ok(Some(v)) if v == b"y"))
 }
 
 /// Writes the layer tar of `upper` to `out`.

@@ -60,6 +60,21 @@ pub enum XattrNamespace {
     User,
 }
 
+/// The opaque xattr in either namespace (a tree may come from a root or a rootless run).
+pub const OPAQUE_XATTRS: [&str; 2] = ["trusted.overlay.opaque", "user.overlay.opaque"];
+
+/// Is this xattr overlayfs's own bookkeeping (never part of a layer, never taken from one)?
+pub fn is_overlay_xattr(name: &[u8]) -> bool {
+    name.starts_with(b"trusted.overlay.") || name.starts_with(b"user.overlay.")
+}
+
+/// Is the directory at `path` (not followed if a symlink) marked opaque?
+pub fn is_opaque(path: &Path) -> bool {
+    OPAQUE_XATTRS
+        .iter()
+        .any(|n| matches!(xattr::get(path, n), Ok(Some(v)) if v == b"y"))
+}
+
 impl XattrNamespace {
     /// The opaque xattr's name.
     pub fn opaque(self) -> &'static str {
@@ -170,7 +185,7 @@ fn nix_err<'a>(
 /// Is an xattr from a layer allowed? Overlay's own metadata never is: a layer could otherwise
 /// forge opaque dirs, redirects or metacopy files.
 fn xattr_allowed(name: &[u8]) -> bool {
-    !(name.starts_with(b"trusted.overlay.") || name.starts_with(b"user.overlay."))
+    !is_overlay_xattr(name)
 }
 
 impl Unpacker<'_> {

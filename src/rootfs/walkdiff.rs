@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use nix::sys::stat::{Mode, SFlag};
 
-use super::unpack::{XattrNamespace, is_whiteout};
+use super::unpack::{XattrNamespace, is_opaque, is_overlay_xattr, is_whiteout};
 
 /// The metadata of one entry, as far as a change is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,18 +75,6 @@ impl Meta {
     fn is_dir(&self) -> bool {
         self.kind == libc::S_IFDIR
     }
-}
-
-/// Is this xattr overlayfs bookkeeping?
-fn is_overlay_xattr(name: &std::ffi::OsStr) -> bool {
-    let n = name.as_encoded_bytes();
-    n.starts_with(b"trusted.overlay.") || n.starts_with(b"user.overlay.")
-}
-
-fn is_opaque(path: &Path) -> bool {
-    ["trusted.overlay.opaque", "user.overlay.opaque"]
-        .iter()
-        .any(|n| matches!(xattr::get(path, n), Ok(Some(v)) if v == b"y"))
 }
 
 /// The entries of a directory, sorted by name (so every walk is in the same order).
@@ -147,7 +135,7 @@ fn apply_meta(src: &Path, dest: &Path, m: &Metadata) -> io::Result<()> {
         )?;
     }
     if let Ok(names) = xattr::list(src) {
-        for n in names.filter(|n| !is_overlay_xattr(n)) {
+        for n in names.filter(|n| !is_overlay_xattr(n.as_encoded_bytes())) {
             if let Ok(Some(v)) = xattr::get(src, &n) {
                 let _ = xattr::set(dest, &n, &v);
             }
