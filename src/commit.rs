@@ -137,9 +137,7 @@ fn snapshot_steps(
     state: &mut PlatformState,
     compression: Compression,
 ) -> Result<bool, ContainerError> {
-    let clamp = std::env::var("SOURCE_DATE_EPOCH")
-        .ok()
-        .and_then(|s| s.trim().parse::<i64>().ok());
+    let clamp = crate::util::source_date_epoch();
     // What a made layer depends on besides the step's files: a layer made without the clamp
     // (or with another) is not reused.
     let key = match clamp {
@@ -219,9 +217,7 @@ fn oci_layer_type(mt: &str) -> &str {
 /// The image config of a platform after its steps and the edits.
 pub fn image_config(state: &PlatformState, edits: &ConfigEdits) -> serde_json::Value {
     let platform = state.platform();
-    let epoch = std::env::var("SOURCE_DATE_EPOCH")
-        .ok()
-        .and_then(|s| s.trim().parse::<i64>().ok());
+    let epoch = crate::util::source_date_epoch();
     let mut config = state.config.clone();
     if !config.is_object() {
         config = serde_json::json!({});

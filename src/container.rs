@@ -704,6 +704,7 @@ fn overlay_unusable(lowers: usize, rootless: bool) -> Option<String> {
             "the step stacks {lowers} layers and overlayfs takes at most {MAX_STACK}"
         ));
     }
+    let release = crate::rootless::kernel_release();
     if let Ok(fs) = std::fs::read_to_string("/proc/filesystems")
         && !fs
             .lines()
@@ -712,9 +713,6 @@ fn overlay_unusable(lowers: usize, rootless: bool) -> Option<String> {
     {
         // Not loaded: it may still load on first use (modules load on mount), so only a
         // kernel with no overlay module at all is counted out.
-        let release = nix::sys::utsname::uname()
-            .map(|u| u.release().to_string_lossy().into_owned())
-            .unwrap_or_default();
         let module = Path::new("/lib/modules")
             .join(&release)
             .join("kernel/fs/overlayfs");
@@ -722,15 +720,10 @@ fn overlay_unusable(lowers: usize, rootless: bool) -> Option<String> {
             return Some("this kernel has no overlayfs".into());
         }
     }
-    if rootless {
-        let release = nix::sys::utsname::uname()
-            .map(|u| u.release().to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if crate::rootless::kernel_older_than(&release, (5, 11)) {
-            return Some(format!(
-                "this kernel ({release}) cannot mount overlayfs in a user namespace (Linux 5.11+)"
-            ));
-        }
+    if rootless && crate::rootless::kernel_older_than(&release, (5, 11)) {
+        return Some(format!(
+            "this kernel ({release}) cannot mount overlayfs in a user namespace (Linux 5.11+)"
+        ));
     }
     None
 }
@@ -741,7 +734,8 @@ fn overlay_unusable(lowers: usize, rootless: bool) -> Option<String> {
 struct Copier {
     dir: PathBuf,
     key_file: PathBuf,
-    key: String,
+    /// The stack this step runs on (without the mount-point layer).
+    stack: Vec<PathBuf>,
 }
 
 impl Copier {
@@ -749,7 +743,7 @@ impl Copier {
         Copier {
             dir: pdir.join("copy"),
             key_file: pdir.join("copy.key"),
-            key: Copier::key_of(stack),
+            stack: stack.to_vec(),
         }
     }
 
@@ -771,19 +765,17 @@ impl Copier {
         let fail = |what: &str, e: std::io::Error| {
             ContainerError::Other(format!("copying snapshotter: cannot {what}: {e}"))
         };
-        let current = std::fs::read_to_string(&self.key_file).is_ok_and(|k| k == self.key);
+        let key = Copier::key_of(&self.stack);
+        let current = std::fs::read_to_string(&self.key_file).is_ok_and(|k| k == key);
         let _ = std::fs::remove_file(&self.key_file);
         if !current {
             if self.dir.exists() {
                 std::fs::remove_dir_all(&self.dir).map_err(|e| fail("clear the copy", e))?;
             }
             std::fs::create_dir_all(&self.dir).map_err(|e| fail("create the copy", e))?;
-            let mut stack: Vec<PathBuf> = spec.lowers.clone();
-            if mnt.is_some() {
-                stack.remove(0);
-            }
             warnings.extend(
-                walkdiff::materialize(&stack, &self.dir).map_err(|e| fail("copy the stack", e))?,
+                walkdiff::materialize(&self.stack, &self.dir)
+                    .map_err(|e| fail("copy the stack", e))?,
             );
         }
         if let Some(m) = mnt {

@@ -274,9 +274,7 @@ pub fn mount_private_binfmt(root: &Path) -> Result<BinfmtFs, RootlessError> {
         None::<&str>,
     )
     .map_err(|e| {
-        let kernel = nix::sys::utsname::uname()
-            .map(|u| u.release().to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let kernel = kernel_release();
         let old = kernel_older_than(&kernel, (6, 7));
         RootlessError::NoPrivateBinfmt {
             reason: if old {
@@ -298,14 +296,19 @@ pub fn mount_private_binfmt(root: &Path) -> Result<BinfmtFs, RootlessError> {
         use std::os::unix::fs::MetadataExt;
         if m.dev() == host {
             return Err(RootlessError::NoPrivateBinfmt {
-                kernel: nix::sys::utsname::uname()
-                    .map(|u| u.release().to_string_lossy().into_owned())
-                    .unwrap_or_default(),
+                kernel: kernel_release(),
                 reason: "the mount shows the host's instance".into(),
             });
         }
     }
     Ok(fs)
+}
+
+/// This kernel's release (`uname -r`), empty when unknown.
+pub fn kernel_release() -> String {
+    nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// Is the kernel release (`6.1.0-28-amd64`) older than `major.minor`? Unknown counts as older.

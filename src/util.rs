@@ -66,12 +66,16 @@ impl FileLock {
     }
 }
 
-/// Seconds since the Unix epoch now, or `SOURCE_DATE_EPOCH` when set (reproducible builds).
-pub fn build_time() -> i64 {
-    if let Some(t) = std::env::var("SOURCE_DATE_EPOCH")
+/// `SOURCE_DATE_EPOCH` (Unix seconds), when set (reproducible builds).
+pub fn source_date_epoch() -> Option<i64> {
+    std::env::var("SOURCE_DATE_EPOCH")
         .ok()
         .and_then(|s| s.trim().parse().ok())
-    {
+}
+
+/// Seconds since the Unix epoch now, or `SOURCE_DATE_EPOCH` when set (reproducible builds).
+pub fn build_time() -> i64 {
+    if let Some(t) = source_date_epoch() {
         return t;
     }
     std::time::SystemTime::now()
