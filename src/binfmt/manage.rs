@@ -119,9 +119,6 @@ pub struct InstallOptions {
     pub verify: bool,
     /// Where ownership records live.
     pub state_dir: PathBuf,
-    /// Register into a user namespace's private instance (only when the mount was named on
-    /// purpose; by default that is refused, as the host would not see the handlers).
-    pub allow_private: bool,
 }
 
 /// Registers handlers for `targets`; `find` supplies each target's emulator.
@@ -136,7 +133,12 @@ pub fn install(
     } else {
         fs.ensure_mounted()?
     };
-    if !opts.dry_run && !opts.allow_private && fs.instance() == Instance::Private {
+    // A private instance at binfmt_misc's usual place (a rootless container engine) would hide
+    // the handlers from the host; one at a mount named on purpose (`--root`) is used as asked.
+    if !opts.dry_run
+        && fs.root() == Path::new(super::fs::DEFAULT_ROOT)
+        && fs.instance() == Instance::Private
+    {
         return Err(FsError::PrivateInstance {
             root: fs.root().to_path_buf(),
         });

@@ -59,18 +59,21 @@ pub fn remove(dir: &Path, name: &str) -> io::Result<Option<PathBuf>> {
 
 /// Reads the registration a persisted file holds (the first non-comment line).
 pub fn read(dir: &Path, name: &str) -> Option<Registration> {
+    parse(&fs::read_to_string(path_for(dir, name)).ok()?)
+}
+
+/// The registration of a file binfmtctl wrote (marked), if there is one.
+pub fn read_ours(dir: &Path, name: &str) -> Option<Registration> {
     let text = fs::read_to_string(path_for(dir, name)).ok()?;
+    parse(&text).filter(|_| text.starts_with(MARKER))
+}
+
+fn parse(text: &str) -> Option<Registration> {
     let line = text
         .lines()
         .map(str::trim)
         .find(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with(';'))?;
     Registration::parse_line(line).ok()
-}
-
-/// The registration of a file binfmtctl wrote (marked), if there is one.
-pub fn read_ours(dir: &Path, name: &str) -> Option<Registration> {
-    let marked = fs::read_to_string(path_for(dir, name)).is_ok_and(|t| t.starts_with(MARKER));
-    read(dir, name).filter(|_| marked)
 }
 
 #[cfg(test)]

@@ -54,7 +54,6 @@ fn install_list(fs: &BinfmtFs, list: &str) -> Result<bool> {
         persist_dir: None,
         verify: true,
         state_dir: owner::state_dir(),
-        allow_private: fs.root() != Path::new(crate::binfmt::fs::DEFAULT_ROOT),
     };
     let find = |t: &crate::arch::Target| {
         emulators

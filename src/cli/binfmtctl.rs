@@ -550,7 +550,6 @@ fn install(fs: &BinfmtFs, a: &InstallArgs) -> Result<Exit> {
         persist_dir: a.persist.then(|| a.persist_dir.clone()),
         verify: true,
         state_dir: owner::state_dir(),
-        allow_private: fs.root() != Path::new(DEFAULT_ROOT),
     };
     let mut resolver = a.archive.resolver(a.source, a.emulator_dirs.clone())?;
     // A dry run changes nothing: no download, no cache write.

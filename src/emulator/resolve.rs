@@ -57,15 +57,11 @@ impl Resolver<'static> {
     /// `$BINFMTCTL_CACHE_DIR` (and `$BINFMTCTL_MIRROR`, which mirror resolution reads itself).
     pub fn from_env(quiet: bool) -> Result<Resolver<'static>, String> {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        let source = match var("BINFMTCTL_SOURCE").as_deref() {
-            None | Some("auto") => Source::Auto,
-            Some("system") => Source::System,
-            Some("debian") => Source::Debian,
-            Some(other) => {
-                return Err(format!(
-                    "BINFMTCTL_SOURCE is `{other}`; use auto, system or debian"
-                ));
-            }
+        // The same names as `--source` (clap's value names).
+        let source = match var("BINFMTCTL_SOURCE") {
+            None => Source::Auto,
+            Some(v) => <Source as clap::ValueEnum>::from_str(&v, false)
+                .map_err(|_| format!("BINFMTCTL_SOURCE is `{v}`; use auto, system or debian"))?,
         };
         Ok(Resolver {
             source,
