@@ -20,25 +20,10 @@ const EACH: &[(&str, &str, &str, &str, &str)] = &[
 
 /// A working container for three platforms with one real step and one empty step.
 fn built(store: &Path) {
-    let from = format!("oci:{}:multi", image("oci-umoci").unwrap().display());
     let step = "uname -m > /built.txt; rm /data/remove-me.txt; mkdir -p /opt/app && echo app > /opt/app/run.sh; ln -s /built.txt /opt/app/link; \
         echo hl > /opt/app/hl1 && ln /opt/app/hl1 /opt/app/hl2; echo s > /opt/app/suid && chmod 4755 /opt/app/suid; chown 1000:1000 /opt/app/run.sh; \
         rm -rf /home && mkdir /home && echo fresh > /home/fresh";
-    emubuild(
-        store,
-        &[
-            "run",
-            "--platform",
-            PLATFORMS,
-            "--from",
-            &from,
-            "--",
-            "sh",
-            "-c",
-            step,
-        ],
-    )
-    .success();
+    run_on_all_platforms(store, step, &[]);
     emubuild(store, &["run", "--", "true"]).success();
 }
 
@@ -315,6 +300,11 @@ fn other_tools_read_what_commit_writes() {
 
 /// The step the reproducibility test builds, on three platforms of the umoci image.
 fn same_step(store: &Path, env: &[(&str, &str)]) {
+    run_on_all_platforms(store, "echo same > /same.txt; mkdir /d; touch /d/f", env);
+}
+
+/// A working container from the umoci image for [`PLATFORMS`], with `step` run in each.
+fn run_on_all_platforms(store: &Path, step: &str, env: &[(&str, &str)]) {
     let from = format!("oci:{}:multi", image("oci-umoci").unwrap().display());
     emubuild_with(
         store,
@@ -327,7 +317,7 @@ fn same_step(store: &Path, env: &[(&str, &str)]) {
             "--",
             "sh",
             "-c",
-            "echo same > /same.txt; mkdir /d; touch /d/f",
+            step,
         ],
         None,
         env,

@@ -34,6 +34,22 @@ fn cached_files(cache: &Path) -> Vec<String> {
     out
 }
 
+/// A refused fetch: every expected phrase in its error, and nothing in the cache.
+fn assert_refused(what: &str, r: &Run, expect: &[&str], cache: &Path) {
+    for e in expect {
+        assert!(
+            r.stderr.contains(e),
+            "{what}: expected {e:?} in\n{}",
+            r.stderr
+        );
+    }
+    assert!(
+        cached_files(cache).is_empty(),
+        "{what}: cached {:?}",
+        cached_files(cache)
+    );
+}
+
 fn system_mirror() -> Option<String> {
     emukit::emulator::mirror::from_apt_sources(Path::new("/etc/apt"))
         .or_else(|| std::env::var("BINFMTCTL_MIRROR").ok())
@@ -255,18 +271,7 @@ fn tampered_mirror_is_refused_and_nothing_is_cached() {
             &fetch_env(cache.path(), &server.url),
         )
         .code_is(1);
-        for e in expect {
-            assert!(
-                r.stderr.contains(e),
-                "{what}: expected {e:?} in\n{}",
-                r.stderr
-            );
-        }
-        assert!(
-            cached_files(cache.path()).is_empty(),
-            "{what}: cached {:?}",
-            cached_files(cache.path())
-        );
+        assert_refused(what, &r, expect, cache.path());
     }
 }
 
@@ -464,23 +469,17 @@ fn foreign_or_dynamic_emulators_and_unknown_signers_are_refused() {
         &env,
     )
     .code_is(1);
-    for want in [
-        "usr/bin/qemu-s390x",
-        "it is a program for s390x",
-        "usr/bin/qemu-arm",
-        "dynamically linked",
-        "nothing was cached",
-    ] {
-        assert!(
-            r.stderr.contains(want),
-            "expected {want:?} in\n{}",
-            r.stderr
-        );
-    }
-    assert!(
-        cached_files(cache.path()).is_empty(),
-        "cached {:?}",
-        cached_files(cache.path())
+    assert_refused(
+        "foreign and dynamic emulators",
+        &r,
+        &[
+            "usr/bin/qemu-s390x",
+            "it is a program for s390x",
+            "usr/bin/qemu-arm",
+            "dynamically linked",
+            "nothing was cached",
+        ],
+        cache.path(),
     );
     // The same mirror going back in time (a genuinely signed but older InRelease, as a replay
     // would serve): refused, since a newer one was accepted from it.
