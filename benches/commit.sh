@@ -3,7 +3,7 @@
 # to an OCI layout: emubuild (run + commit) against buildah (run + commit + push oci:) and against
 # umoci (unpack + the same writes by the host + repack), in one run, medians of N rounds.
 #
-#   sudo benches/commit.sh [ROUNDS]
+#   benches/commit.sh [ROUNDS]
 #
 # Needs root, buildah, umoci, an aarch64 binfmt_misc handler with F (`binfmtctl install
 # aarch64`), and the Debian arm64 tree tests/run.sh builds (target/test-fixtures/images/

@@ -2,7 +2,7 @@
 # `emubuild run -- true` against a raw `unshare --mount --pid --fork chroot` and against
 # `buildah run --isolation chroot`, on the same arm64 base image, in one run.
 #
-#   sudo benches/run.sh [IMAGE_LAYOUT:TAG] [RUNS]
+#   benches/run.sh [IMAGE_LAYOUT:TAG] [RUNS]
 #
 # IMAGE defaults to the arm64 busybox image tests/run.sh builds
 # (target/test-fixtures/images/oci-umoci:arm64). Needs root, hyperfine and buildah, and an
