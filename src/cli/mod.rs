@@ -45,11 +45,42 @@ impl std::fmt::Display for UsageError {
 impl std::error::Error for UsageError {}
 
 /// Prints an error chain the way ripgrep does (`{:#}`), and maps it to an exit status.
+/// The error and its causes, `a: b: c`, leaving out a cause whose text the message before it
+/// already holds (most of our errors say their cause themselves).
+fn chain_text(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        let c = cause.to_string();
+        if text.is_empty() {
+            text = c;
+        } else if !text.contains(&c) {
+            text.push_str(": ");
+            text.push_str(&c);
+        }
+    }
+    text
+}
+
 pub(crate) fn report_error(prog: &str, err: &anyhow::Error) -> Exit {
-    eprintln!("{prog}: error: {err:#}");
+    eprintln!("{prog}: error: {}", chain_text(err));
     if err.downcast_ref::<UsageError>().is_some() {
         Exit::Usage
     } else {
         Exit::Failure
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn causes_already_said_are_not_repeated() {
+        let inner = std::io::Error::other("disk on fire");
+        let e = anyhow::Error::new(inner).context("cannot write `x`: disk on fire");
+        assert_eq!(chain_text(&e), "cannot write `x`: disk on fire");
+        let e =
+            anyhow::Error::new(std::io::Error::other("disk on fire")).context("cannot write `x`");
+        assert_eq!(chain_text(&e), "cannot write `x`: disk on fire");
     }
 }

@@ -32,9 +32,14 @@ pub const OPAQUE: &str = ".wh..wh..opq";
 /// Errors while unpacking.
 #[derive(Debug, thiserror::Error)]
 pub enum UnpackError {
-    /// The tar stream is broken.
-    #[error("the layer is not a valid tar stream: {0}")]
-    Tar(#[source] io::Error),
+    /// The tar stream is broken. (Only the first line of the reader's message is shown: the
+    /// tar reader quotes the bytes it choked on, which for a file that is no tar at all is
+    /// the file's own content.)
+    #[error(
+        "the layer is not a valid tar stream ({}); a layer, or a `rootfs:` file, must be a tar archive, plain or gzip-, xz- or zstd-compressed",
+        first_line(.0)
+    )]
+    Tar(io::Error),
     /// An entry tries to leave the root or is otherwise unsafe.
     #[error("unsafe layer entry: {0}; refusing the layer")]
     Unsafe(String),
@@ -180,6 +185,13 @@ fn nix_err<'a>(
         path: path.to_path_buf(),
         source: e.into(),
     }
+}
+
+/// The first line of an error's message, at most 120 characters.
+fn first_line(e: &io::Error) -> String {
+    let text = e.to_string();
+    let line = text.lines().next().unwrap_or_default();
+    line.chars().take(120).collect()
 }
 
 /// Is an xattr from a layer allowed? Overlay's own metadata never is: a layer could otherwise
@@ -547,6 +559,17 @@ pub fn is_whiteout(st: &FileStat) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_that_is_no_tar_is_named_as_such_without_its_content() {
+        let text = b"root:x:0:0:root:/root:/bin/bash\nsecret:line\n".repeat(20);
+        let d = tempfile::tempdir().unwrap();
+        let e = unpack_layer(&text[..], d.path(), &opts())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("must be a tar archive"), "{e}");
+        assert!(!e.contains("secret"), "{e}");
+    }
     use std::os::unix::fs::MetadataExt;
 
     fn opts() -> UnpackOptions {
