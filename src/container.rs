@@ -13,7 +13,7 @@ use crate::oci::image::{self, Descriptor};
 use crate::oci::layout::{self, Layout};
 use crate::platform::Platform;
 use crate::rootfs::unpack::XattrNamespace;
-use crate::sandbox::mounts::OVERLAY_FAILED;
+use crate::sandbox::report::{SETUP_FAILED, SetupError};
 use crate::sandbox::{self, Bind, Network, RunSpec, preflight};
 use crate::store::{Container, ContainerDir, LayerRef, PlatformState, Step, Store, StoreError};
 
@@ -38,6 +38,9 @@ pub enum ContainerError {
     /// The sandbox could not start.
     #[error(transparent)]
     Sandbox(#[from] sandbox::SandboxError),
+    /// The sandbox's init could not build the root or start the command.
+    #[error(transparent)]
+    Setup(SetupError),
     /// Anything else, already phrased for the user.
     #[error("{0}")]
     Other(String),
@@ -607,20 +610,13 @@ pub fn run_step(
     let outcome = if use_copy {
         copy.run(&mut spec, mnt.as_deref(), ctx.xattrs(), &mut warnings)?
     } else {
-        let mut o = sandbox::run(&spec)?;
-        if o.code == sandbox::process::SETUP_FAILED
-            && let Some(e) = o.error.as_mut()
-            && e.contains(OVERLAY_FAILED)
-        {
-            e.push_str("; `EMUBUILD_DRIVER=copy` runs steps without overlayfs");
-        }
-        o
+        sandbox::run(&spec)?
     };
     warnings.extend(outcome.warnings.iter().cloned());
     if let Some(e) = &outcome.error {
-        if outcome.code == sandbox::process::SETUP_FAILED {
+        if outcome.code == SETUP_FAILED {
             let _ = std::fs::remove_dir_all(&upper_dir);
-            return Err(ContainerError::Other(e.clone()));
+            return Err(ContainerError::Setup(e.clone()));
         }
         warnings.push(format!("cannot run the command: {e}"));
     }

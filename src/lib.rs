@@ -7,7 +7,6 @@
 //!
 //! The binaries in `src/bin/` only call [`cli`].
 
-#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod arch;
@@ -25,4 +24,5 @@ pub mod rootfs;
 pub mod rootless;
 pub mod sandbox;
 pub mod store;
+pub(crate) mod sys;
 pub mod util;

@@ -56,6 +56,19 @@ pub enum RootlessError {
     },
 }
 
+/// What the child tells the parent once it tried to unshare (one JSON line).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum ChildReport {
+    /// The namespaces exist: map the IDs, then say go.
+    Ready,
+    /// unshare(2) failed with this errno.
+    Unshare {
+        /// The errno.
+        errno: i32,
+    },
+}
+
 /// Are we the re-executed program inside the user namespace?
 pub fn inside() -> bool {
     std::env::var_os(ENV).is_some_and(|v| v == "1")
@@ -150,45 +163,65 @@ pub fn enter(warn: &dyn Fn(&str)) -> Result<std::convert::Infallible, RootlessEr
         .collect();
     let exe_c =
         CString::new(exe.as_os_str().as_bytes()).map_err(|e| RootlessError::Map(e.to_string()))?;
-    match crate::sandbox::sys::fork_single_threaded()
-        .map_err(|e| RootlessError::Map(e.to_string()))?
-    {
+    // The program's environment inside: ours, plus the markers of the namespace (passed to
+    // exec, so the child never changes its own environment).
+    let mut env: Vec<(std::ffi::OsString, std::ffi::OsString)> = std::env::vars_os()
+        .filter(|(k, _)| k != ENV && k != HOST_DEV_ENV)
+        .collect();
+    env.push((ENV.into(), "1".into()));
+    if let Some(dev) = host_dev {
+        env.push((HOST_DEV_ENV.into(), dev.to_string().into()));
+    }
+    let envp: Vec<CString> = env
+        .into_iter()
+        .filter_map(|(k, v)| {
+            let mut kv = k.into_encoded_bytes();
+            kv.push(b'=');
+            kv.extend(v.into_encoded_bytes());
+            CString::new(kv).ok()
+        })
+        .collect();
+    match crate::sys::fork_single_threaded().map_err(|e| RootlessError::Map(e.to_string()))? {
         ForkResult::Child => {
             drop(to_parent_r);
             let mut sock = to_parent_w;
             let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM);
-            if let Err(e) = nix::sched::unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS)
-            {
-                let _ = sock.write_all(format!("E{e}").as_bytes());
-                crate::sandbox::sys::exit_now(125);
+            let unshared = nix::sched::unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS);
+            let report = match unshared {
+                Ok(()) => ChildReport::Ready,
+                Err(e) => ChildReport::Unshare { errno: e as i32 },
+            };
+            let mut line = serde_json::to_vec(&report).unwrap_or_default();
+            line.push(b'\n');
+            let _ = sock.write_all(&line);
+            if unshared.is_err() {
+                crate::sys::exit_now(125);
             }
-            let _ = sock.write_all(b"R");
             let mut go = [0u8; 1];
             if sock.read_exact(&mut go).is_err() || go[0] != b'G' {
-                crate::sandbox::sys::exit_now(125);
+                crate::sys::exit_now(125);
             }
-            crate::sandbox::sys::set_env_single_threaded(ENV, "1");
-            if let Some(dev) = host_dev {
-                crate::sandbox::sys::set_env_single_threaded(HOST_DEV_ENV, &dev.to_string());
-            }
-            let _ = nix::unistd::execv(&exe_c, &args);
-            crate::sandbox::sys::exit_now(125)
+            let _ = nix::unistd::execve(&exe_c, &args, &envp);
+            crate::sys::exit_now(125)
         }
         ForkResult::Parent { child } => {
             drop(to_parent_w);
             let mut sock = to_parent_r;
-            let mut first = [0u8; 256];
-            let n = sock.read(&mut first).unwrap_or(0);
-            if n == 0 || first[0] != b'R' {
-                let _ = nix::sys::wait::waitpid(child, None);
-                let msg = String::from_utf8_lossy(&first[1..n.max(1)]).into_owned();
-                let errno = nix::Error::from_raw(match msg.as_str() {
-                    m if m.contains("EPERM") => libc::EPERM,
-                    m if m.contains("ENOSPC") => libc::ENOSPC,
-                    m if m.contains("EINVAL") => libc::EINVAL,
-                    _ => libc::EPERM,
-                });
-                return Err(why_no_userns(errno));
+            let mut line = Vec::new();
+            let mut byte = [0u8; 1];
+            while line.len() < 4096 && sock.read_exact(&mut byte).is_ok() && byte[0] != b'\n' {
+                line.push(byte[0]);
+            }
+            match serde_json::from_slice::<ChildReport>(&line) {
+                Ok(ChildReport::Ready) => {}
+                other => {
+                    let _ = nix::sys::wait::waitpid(child, None);
+                    let errno = match other {
+                        Ok(ChildReport::Unshare { errno }) => nix::Error::from_raw(errno),
+                        _ => nix::Error::EPERM,
+                    };
+                    return Err(why_no_userns(errno));
+                }
             }
             let pid = child.as_raw().to_string();
             let mapped = match ranges {
@@ -240,7 +273,7 @@ pub fn enter(warn: &dyn Fn(&str)) -> Result<std::convert::Infallible, RootlessEr
                 nix::sys::signal::Signal::SIGINT,
                 nix::sys::signal::Signal::SIGQUIT,
             ] {
-                crate::sandbox::sys::ignore_signal(s);
+                crate::sys::ignore_signal(s);
             }
             let code = loop {
                 match nix::sys::wait::waitpid(child, None) {

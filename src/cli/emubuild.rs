@@ -458,7 +458,7 @@ fn run_many(cli: &Cli, a: &RunArgs, platforms: &[Platform]) -> Result<Exit> {
     let mut children = Vec::new();
     for p in platforms {
         let mut cmd = Command::new(&exe);
-        crate::sandbox::sys::tie_to_parent(&mut cmd);
+        crate::sys::tie_to_parent(&mut cmd);
         if let Some(s) = &cli.store {
             cmd.arg("--store").arg(s);
         }

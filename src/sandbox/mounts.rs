@@ -13,6 +13,7 @@ use nix::fcntl::OFlag;
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sys::stat::Mode;
 
+use super::report::{Errno, SetupError};
 use super::spec::{Network, RootFs, RunSpec};
 use crate::rootfs::within::{self, ensure_dir_recording, fd_path, open_in_root};
 
@@ -25,10 +26,11 @@ pub struct Prepared {
     pub warnings: Vec<String>,
 }
 
-type Result<T> = std::result::Result<T, String>;
+type Result<T> = std::result::Result<T, SetupError>;
 
-fn ctx<E: std::fmt::Display>(what: impl std::fmt::Display) -> impl FnOnce(E) -> String {
-    move |e| format!("{what}: {e}")
+/// Names the step a failed system call belonged to.
+fn ctx<E: Into<Errno>>(what: impl Into<String>) -> impl FnOnce(E) -> SetupError {
+    move |e| SetupError::sys(what, e)
 }
 
 /// Host device nodes bound into the sandbox's `/dev`.
@@ -43,8 +45,6 @@ const MASKED: &[&str] = &[
     "latency_stats",
     "timer_stats",
 ];
-/// How a failed overlay mount is reported (the caller falls back to copying on it).
-pub const OVERLAY_FAILED: &str = "mount the overlay";
 
 /// `/proc` trees made read-only.
 const READONLY: &[&str] = &["sys", "sysrq-trigger", "irq", "bus", "fs"];
@@ -94,10 +94,9 @@ pub fn setup(spec: &RunSpec) -> Result<Prepared> {
         RootFs::Overlay => {
             let opts = overlay_options(spec);
             if opts.len() > 4000 {
-                return Err(format!(
-                    "{} layers are too many for one overlay mount",
-                    spec.lowers.len()
-                ));
+                return Err(SetupError::TooManyLayers {
+                    layers: spec.lowers.len(),
+                });
             }
             mount(
                 Some("overlay"),
@@ -106,7 +105,10 @@ pub fn setup(spec: &RunSpec) -> Result<Prepared> {
                 MsFlags::MS_NODEV,
                 Some(opts.as_str()),
             )
-            .map_err(ctx(format!("{OVERLAY_FAILED} (options {opts})")))?;
+            .map_err(|e| SetupError::Overlay {
+                options: opts.clone(),
+                errno: e.into(),
+            })?;
         }
         RootFs::Copy => {
             // A mount of its own (pivot_root needs one), nodev as the overlay is.
@@ -241,7 +243,7 @@ pub fn setup(spec: &RunSpec) -> Result<Prepared> {
             .map_err(ctx("open /sys"))?;
         // Every submount too (cgroups, tracing, ...); a kernel without mount_setattr gets the
         // top one at least.
-        if super::sys::make_readonly_recursive(&sys).is_err() {
+        if crate::sys::make_readonly_recursive(&sys).is_err() {
             mount_at(
                 None::<&str>,
                 &sys,
@@ -277,8 +279,8 @@ pub fn setup(spec: &RunSpec) -> Result<Prepared> {
     // Bind mounts from the command line.
     for m in &spec.mounts {
         let rel = within::normalize(&m.target)
-            .map_err(|e| format!("mount target {e}"))?
-            .ok_or("cannot mount over /")?;
+            .map_err(|e| SetupError::Invalid(format!("mount target {e}")))?
+            .ok_or_else(|| SetupError::Invalid("cannot mount over /".into()))?;
         let meta = std::fs::metadata(&m.source)
             .map_err(ctx(format!("bind source `{}`", m.source.display())))?;
         if meta.is_dir() {
@@ -321,8 +323,8 @@ pub fn setup(spec: &RunSpec) -> Result<Prepared> {
     }
 
     // The working directory exists (as Docker creates WORKDIR).
-    if let Some(rel) =
-        within::normalize(Path::new(&spec.cwd)).map_err(|e| format!("working directory {e}"))?
+    if let Some(rel) = within::normalize(Path::new(&spec.cwd))
+        .map_err(|e| SetupError::Invalid(format!("working directory {e}")))?
     {
         within::ensure_dir(&root, &rel)
             .map_err(ctx(format!("create the working directory {}", spec.cwd)))?;
@@ -371,7 +373,7 @@ pub fn setup(spec: &RunSpec) -> Result<Prepared> {
         }
     }
     if spec.network == Network::None {
-        super::sys::loopback_up().map_err(ctx("bring up the loopback interface"))?;
+        crate::sys::loopback_up().map_err(ctx("bring up the loopback interface"))?;
     }
     Ok(prep)
 }
@@ -418,7 +420,10 @@ fn bind_file(
             )
             .is_ok()
             {
-                return Err(format!("/{} is a link to a missing file", rel.display()));
+                return Err(SetupError::Invalid(format!(
+                    "/{} is a link to a missing file",
+                    rel.display()
+                )));
             }
             let f = nix::fcntl::openat(
                 &dir,
@@ -437,7 +442,7 @@ fn bind_file(
             open_in_root(root, rel, OFlag::O_PATH)
                 .map_err(ctx(format!("open /{}", rel.display())))?
         }
-        Err(e) => return Err(format!("open /{}: {e}", rel.display())),
+        Err(e) => return Err(SetupError::sys(format!("open /{}", rel.display()), &e)),
     };
     mount_at(
         Some(source.as_os_str()),

@@ -6,30 +6,31 @@
 //! `/proc/self/exe`, and the init is not dumpable, so the command cannot reach the host's
 //! binary through `/proc/1/exe`.
 //!
-//! The init reports to the worker over a pipe, one line each: `M path` (a mount point it had to
-//! create), `W text` (a warning), `E text` (a fatal error before the command ran).
+//! Every process here is single-threaded when it forks (checked by `sys::fork_single_threaded`):
+//! the worker relays a terminal (`-t`) in its own poll loop, beside the signals it forwards,
+//! instead of in threads (a process cannot start threads once it has unshared its PID
+//! namespace, and fork is only sound with one thread).
+//!
+//! The init reports to the worker over a pipe in typed messages (`report`): mount points it had
+//! to create, warnings, and the setup error that stopped it.
 
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sched::CloneFlags;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid};
 
+use super::report::{self, Message, SETUP_FAILED, SetupError};
 use super::spec::{Network, RunSpec};
-use super::sys;
-
-/// Exit status when the sandbox itself could not be set up (as `docker run`).
-pub const SETUP_FAILED: i32 = 125;
-/// The command exists but cannot be executed.
-pub const NOT_EXECUTABLE: i32 = 126;
-/// The command was not found.
-pub const NOT_FOUND: i32 = 127;
+use crate::sys;
 
 /// How a run ended.
 #[derive(Debug, Default)]
@@ -41,7 +42,7 @@ pub struct Outcome {
     /// Warnings from the init.
     pub warnings: Vec<String>,
     /// Why the command never ran, if it did not.
-    pub error: Option<String>,
+    pub error: Option<SetupError>,
 }
 
 /// Errors before the sandbox could start.
@@ -49,7 +50,7 @@ pub struct Outcome {
 pub enum SandboxError {
     /// A system call in the worker failed.
     #[error(
-        "cannot start the sandbox: {what}: {source}; emubuild needs root (or, rootless, user namespaces)"
+        "cannot start the sandbox: cannot {what}: {source}; emubuild needs root (or, rootless, user namespaces)"
     )]
     Sys {
         /// What was being done.
@@ -58,6 +59,9 @@ pub enum SandboxError {
         #[source]
         source: nix::Error,
     },
+    /// The worker could not fork.
+    #[error("cannot start the sandbox")]
+    Fork(#[from] sys::ForkError),
     /// An argument cannot be passed to exec (a NUL byte).
     #[error("argument or environment value contains a NUL byte: {0:?}")]
     Nul(String),
@@ -85,11 +89,11 @@ fn forwarded() -> SigSet {
     s
 }
 
-/// Runs the command. Must be called from a single-threaded process.
+/// Runs the command. Must be called from a single-threaded process (fork checks it).
 pub fn run(spec: &RunSpec) -> Result<Outcome, SandboxError> {
     let argv = cstrings(spec.argv.iter().map(String::as_str))?;
     let env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    let _ = cstrings(env.iter().map(String::as_str))?;
+    let envp = cstrings(env.iter().map(String::as_str))?;
 
     let (report_r, report_w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys_err("create a pipe"))?;
@@ -104,55 +108,65 @@ pub fn run(spec: &RunSpec) -> Result<Outcome, SandboxError> {
     } else {
         None
     };
-    // Threads cannot be created once the PID namespace is unshared: the terminal relay starts
-    // first and waits for the master (its threads stay in the worker; the forked init has none).
-    let relay = console.as_ref().map(|_| TtyRelay::start());
 
     let mask = forwarded();
     let mut old_mask = SigSet::empty();
     sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), Some(&mut old_mask))
         .map_err(sys_err("block signals"))?;
+    let restore_mask = || {
+        let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old_mask), None);
+    };
+    let signals = match SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC) {
+        Ok(s) => s,
+        Err(e) => {
+            restore_mask();
+            return Err(sys_err("create a signalfd")(e));
+        }
+    };
 
     let mut flags = CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
     if spec.network == Network::None {
         flags |= CloneFlags::CLONE_NEWNET;
     }
-    nix::sched::unshare(flags).map_err(sys_err("create namespaces"))?;
+    if let Err(e) = nix::sched::unshare(flags) {
+        restore_mask();
+        return Err(sys_err("create namespaces")(e));
+    }
+    tracing::debug!(?flags, "sandbox namespaces unshared");
 
-    match sys::fork_single_threaded().map_err(sys_err("fork"))? {
-        ForkResult::Child => {
-            drop(report_r);
-            let sock = console.map(|(_, theirs)| theirs);
-            init(spec, &argv, &env, report_w, sock)
+    let forked = sys::fork_single_threaded();
+    match forked {
+        Err(e) => {
+            restore_mask();
+            Err(e.into())
         }
-        ForkResult::Parent { child } => {
+        Ok(ForkResult::Child) => {
+            drop(report_r);
+            drop(signals);
+            let sock = console.map(|(_, theirs)| theirs);
+            init(spec, &argv, &envp, report_w, sock)
+        }
+        Ok(ForkResult::Parent { child }) => {
             drop(report_w);
-            let master = match (console, &relay) {
-                (Some((ours, theirs)), Some(relay)) => {
-                    drop(theirs);
-                    let m = sys::recv_fd(&ours);
-                    if let Some(m) = &m {
-                        relay.attach(m);
-                    }
-                    m
-                }
-                _ => None,
-            };
-            let code = supervise(child, &mask, master.as_ref());
-            drop(relay);
-            let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old_mask), None);
+            let master = console.and_then(|(ours, theirs)| {
+                drop(theirs);
+                sys::recv_fd(&ours)
+            });
+            let terminal = master.map(Terminal::attach);
+            let code = supervise(child, &signals, terminal.as_ref());
+            drop(terminal);
+            restore_mask();
             let mut outcome = Outcome {
                 code,
                 ..Outcome::default()
             };
             let mut text = String::new();
             let _ = File::from(report_r).read_to_string(&mut text);
-            for line in text.lines() {
-                match line.split_at_checked(2) {
-                    Some(("M ", p)) => outcome.created.push(PathBuf::from(p)),
-                    Some(("W ", w)) => outcome.warnings.push(w.to_string()),
-                    Some(("E ", e)) => outcome.error = Some(e.to_string()),
-                    _ => {}
+            for m in report::receive(&text) {
+                match m {
+                    Message::Created(p) => outcome.created.push(p),
+                    Message::Warning(w) => outcome.warnings.push(w),
+                    Message::Failed(e) => outcome.error = Some(e),
                 }
             }
             Ok(outcome)
@@ -160,17 +174,65 @@ pub fn run(spec: &RunSpec) -> Result<Outcome, SandboxError> {
     }
 }
 
-/// The worker's loop: forward signals to the init until it exits; return its status.
-fn supervise(init: Pid, mask: &SigSet, master: Option<&OwnedFd>) -> i32 {
+/// The worker's loop: forward signals to the init until it exits, relaying the terminal when
+/// there is one; returns the init's status.
+fn supervise(init: Pid, signals: &SignalFd, terminal: Option<&Terminal>) -> i32 {
+    let stdin = std::io::stdin();
+    let mut input_open = terminal.is_some();
+    let mut output_open = terminal.is_some();
     loop {
-        let sig = match mask.wait() {
-            Ok(s) => s,
-            Err(_) => continue,
+        let mut fds = vec![PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
+        if let Some(t) = terminal {
+            if input_open {
+                fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
+            }
+            if output_open {
+                fds.push(PollFd::new(t.master.as_fd(), PollFlags::POLLIN));
+            }
+        }
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) => {}
+            Err(nix::Error::EINTR) => continue,
+            Err(_) => return SETUP_FAILED,
+        }
+        let ready = |i: usize| {
+            fds.get(i)
+                .and_then(PollFd::revents)
+                .is_some_and(|r| !r.is_empty())
+        };
+        let (sig_ready, in_ready, out_ready) = match (input_open, output_open) {
+            (true, true) => (ready(0), ready(1), ready(2)),
+            (true, false) => (ready(0), ready(1), false),
+            (false, true) => (ready(0), false, ready(1)),
+            (false, false) => (ready(0), false, false),
+        };
+        drop(fds);
+        if let Some(t) = terminal {
+            if in_ready && !t.copy_in() {
+                input_open = false;
+            }
+            if out_ready && !t.copy_out() {
+                output_open = false;
+            }
+        }
+        if !sig_ready {
+            continue;
+        }
+        let Ok(Some(info)) = signals.read_signal() else {
+            continue;
+        };
+        let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else {
+            continue;
         };
         match sig {
             Signal::SIGCHLD => loop {
                 match waitpid(init, Some(WaitPidFlag::WNOHANG)) {
-                    Ok(WaitStatus::Exited(_, c)) => return c,
+                    Ok(WaitStatus::Exited(_, c)) => {
+                        if let Some(t) = terminal {
+                            t.drain();
+                        }
+                        return c;
+                    }
                     Ok(WaitStatus::Signaled(_, s, _)) => return 128 + s as i32,
                     Ok(WaitStatus::StillAlive) => break,
                     Ok(_) => continue,
@@ -179,8 +241,8 @@ fn supervise(init: Pid, mask: &SigSet, master: Option<&OwnedFd>) -> i32 {
                 }
             },
             Signal::SIGWINCH => {
-                if let (Some(m), Some(ws)) = (master, sys::window_size(&std::io::stdin())) {
-                    sys::set_window_size(m, &ws);
+                if let Some(t) = terminal {
+                    t.resize();
                 }
             }
             other => {
@@ -194,56 +256,55 @@ fn supervise(init: Pid, mask: &SigSet, master: Option<&OwnedFd>) -> i32 {
 fn init(
     spec: &RunSpec,
     argv: &[CString],
-    env: &[String],
+    envp: &[CString],
     report: OwnedFd,
     console: Option<std::os::unix::net::UnixStream>,
 ) -> ! {
     let mut report = File::from(report);
-    let fail = |report: &mut File, msg: String| -> ! {
-        let _ = writeln!(report, "E {}", msg.replace('\n', " "));
+    let fail = |report: &mut File, e: SetupError| -> ! {
+        report::send(report, &Message::Failed(e));
         sys::exit_now(SETUP_FAILED)
     };
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
     let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
     if let Err(e) = nix::sched::unshare(CloneFlags::CLONE_NEWNS) {
-        fail(&mut report, format!("cannot create a mount namespace: {e}"));
+        fail(&mut report, SetupError::sys("create a mount namespace", e));
     }
     let prepared = match super::mounts::setup(spec) {
         Ok(p) => p,
         Err(e) => fail(&mut report, e),
     };
-    for c in &prepared.created {
-        let _ = writeln!(
-            report,
-            "M {}",
-            String::from_utf8_lossy(c.as_os_str().as_bytes())
-        );
+    for c in prepared.created {
+        report::send(&mut report, &Message::Created(c));
     }
-    for w in &prepared.warnings {
-        let _ = writeln!(report, "W {w}");
+    for w in prepared.warnings {
+        report::send(&mut report, &Message::Warning(w));
     }
     let _ = nix::sys::prctl::set_dumpable(false);
     super::caps::drop_extra_effective();
     let slave = match console {
         None => None,
-        Some(sock) => match sys::open_pty_pair() {
+        Some(sock) => match open_pty_pair() {
             Ok((master, slave)) => {
                 if let Err(e) = sys::send_fd(&sock, &master) {
-                    fail(&mut report, format!("cannot pass the terminal: {e}"));
+                    fail(&mut report, SetupError::sys("pass the terminal", e));
                 }
-                Some(OwnedFd::from(slave))
+                Some(slave)
             }
             Err(e) => fail(
                 &mut report,
-                format!("cannot open a terminal in the sandbox: {e}"),
+                SetupError::sys("open a terminal in the sandbox", e),
             ),
         },
     };
 
     let command = match sys::fork_single_threaded() {
-        Ok(ForkResult::Child) => exec_command(spec, argv, env, &mut report, slave),
+        Ok(ForkResult::Child) => exec_command(spec, argv, envp, &mut report, slave),
         Ok(ForkResult::Parent { child }) => child,
-        Err(e) => fail(&mut report, format!("cannot fork the command: {e}")),
+        Err(e) => fail(
+            &mut report,
+            SetupError::Invalid(format!("cannot fork the command: {e}")),
+        ),
     };
     drop(slave);
     drop(report);
@@ -274,16 +335,27 @@ fn init(
     }
 }
 
+/// A new pseudo-terminal pair in the current mount namespace's `/dev/ptmx` (the sandbox's own
+/// devpts instance): (master, slave).
+fn open_pty_pair() -> rustix::io::Result<(OwnedFd, OwnedFd)> {
+    use rustix::pty::OpenptFlags;
+    let master = rustix::pty::openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY)?;
+    rustix::pty::unlockpt(&master)?;
+    let slave = rustix::pty::ioctl_tiocgptpeer(&master, OpenptFlags::RDWR | OpenptFlags::NOCTTY)?;
+    Ok((master, slave))
+}
+
 /// The command's process: terminal, user, capabilities, then exec. Never returns.
 fn exec_command(
     spec: &RunSpec,
     argv: &[CString],
-    env: &[String],
+    envp: &[CString],
     report: &mut File,
     slave: Option<OwnedFd>,
 ) -> ! {
-    let fail = |report: &mut File, code: i32, msg: String| -> ! {
-        let _ = writeln!(report, "E {}", msg.replace('\n', " "));
+    let fail = |report: &mut File, e: SetupError| -> ! {
+        let code = e.code();
+        report::send(report, &Message::Failed(e));
         sys::exit_now(code)
     };
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
@@ -291,66 +363,60 @@ fn exec_command(
     // terminal session (no TIOCSTI into the user's shell, no SIGTTIN on reads).
     let _ = nix::unistd::setsid();
     if let Some(slave) = &slave {
-        for fd in 0..3 {
-            if let Err(e) = sys::dup2(slave.as_raw_fd(), fd) {
-                fail(
-                    report,
-                    SETUP_FAILED,
-                    format!("cannot attach the terminal: {e}"),
-                );
-            }
+        let attached = rustix::stdio::dup2_stdin(slave)
+            .and_then(|_| rustix::stdio::dup2_stdout(slave))
+            .and_then(|_| rustix::stdio::dup2_stderr(slave));
+        if let Err(e) = attached {
+            fail(report, SetupError::sys("attach the terminal", e));
         }
-        if let Err(e) = sys::set_controlling_tty(&std::io::stdin().as_fd()) {
-            fail(
-                report,
-                SETUP_FAILED,
-                format!("cannot set the controlling terminal: {e}"),
-            );
+        if let Err(e) = rustix::process::ioctl_tiocsctty(std::io::stdin()) {
+            fail(report, SetupError::sys("set the controlling terminal", e));
         }
     } else if !spec.stdin
         && let Ok(null) = File::open("/dev/null")
     {
-        let _ = sys::dup2(null.as_raw_fd(), 0);
+        let _ = rustix::stdio::dup2_stdin(&null);
     }
     drop(slave);
 
-    let mut env: Vec<String> = env.to_vec();
+    let mut env: Vec<CString> = envp.to_vec();
+    let has_home = env.iter().any(|e| e.as_bytes().starts_with(b"HOME="));
     let (mut uid, mut gid, mut groups) = (0u32, 0u32, vec![0u32]);
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
     let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
     let user_spec = spec.user.clone().unwrap_or_else(|| "0:0".to_string());
+    let mut home = "/root".to_string();
     match super::user::resolve(&user_spec, &passwd, &group) {
         Ok(u) => {
             uid = u.uid;
             gid = u.gid;
             groups = u.groups;
-            if !env.iter().any(|e| e.starts_with("HOME=")) {
-                env.push(format!(
-                    "HOME={}",
-                    u.home
-                        .unwrap_or_else(|| if uid == 0 { "/root".into() } else { "/".into() })
-                ));
-            }
+            home = u
+                .home
+                .unwrap_or_else(|| if uid == 0 { "/root".into() } else { "/".into() });
         }
-        Err(e) if spec.user.is_some() => fail(report, SETUP_FAILED, e),
-        Err(_) => {
-            if !env.iter().any(|e| e.starts_with("HOME=")) {
-                env.push("HOME=/root".into());
-            }
-        }
+        Err(reason) if spec.user.is_some() => fail(
+            report,
+            SetupError::User {
+                user: user_spec,
+                reason,
+            },
+        ),
+        Err(_) => {}
+    }
+    if !has_home && let Ok(h) = CString::new(format!("HOME={home}")) {
+        env.push(h);
     }
     if let Err(e) = std::env::set_current_dir(&spec.cwd) {
         fail(
             report,
-            SETUP_FAILED,
-            format!("cannot enter the working directory {}: {e}", spec.cwd),
+            SetupError::sys(format!("enter the working directory {}", spec.cwd), &e),
         );
     }
     if let Err(e) = super::caps::restrict_to_default() {
         fail(
             report,
-            SETUP_FAILED,
-            format!("cannot restrict capabilities: {e}"),
+            SetupError::Invalid(format!("cannot restrict capabilities: {e}")),
         );
     }
     let gids: Vec<nix::unistd::Gid> = groups
@@ -376,24 +442,24 @@ fn exec_command(
         };
         fail(
             report,
-            SETUP_FAILED,
-            format!("cannot become user {user_spec}: {e}{hint}"),
+            SetupError::User {
+                user: user_spec,
+                reason: format!("{e}{hint}"),
+            },
         );
     }
     // Nothing emubuild inherited beyond stdio reaches the command.
     sys::close_inherited_fds();
-    let envp: Vec<CString> = env
-        .iter()
-        .filter_map(|e| CString::new(e.as_str()).ok())
-        .collect();
     let program = &spec.argv[0];
     let candidates: Vec<PathBuf> = if program.contains('/') {
         vec![PathBuf::from(program)]
     } else {
-        let path = env
+        let path = spec
+            .env
             .iter()
-            .find_map(|e| e.strip_prefix("PATH="))
-            .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.as_str())
+            .unwrap_or(crate::container::DEFAULT_PATH);
         path.split(':')
             .filter(|d| !d.is_empty())
             .map(|d| PathBuf::from(d).join(program))
@@ -405,7 +471,7 @@ fn exec_command(
         let Ok(cpath) = CString::new(c.as_os_str().as_bytes()) else {
             continue;
         };
-        match nix::unistd::execve(&cpath, argv, &envp) {
+        match nix::unistd::execve(&cpath, argv, &env) {
             Err(nix::Error::ENOENT) => continue,
             Err(e) => {
                 last = e;
@@ -416,36 +482,22 @@ fn exec_command(
             }
         }
     }
+    let program = program.clone();
     match last {
-        nix::Error::ENOENT => fail(
-            report,
-            NOT_FOUND,
-            format!("`{program}`: command not found in the image"),
-        ),
+        nix::Error::ENOENT => fail(report, SetupError::NotFound { program }),
         nix::Error::ENOEXEC => {
             // Say which handler would run it, as preflight does.
             let target = last_path
                 .and_then(|p| crate::elf::read_headers(p).ok())
                 .and_then(|h| h.target);
-            let hint = match target {
-                Some(t) => format!(
-                    "it is a {t} program and no enabled binfmt_misc handler runs it; `binfmtctl install {t}` registers one"
-                ),
-                None => {
-                    "no binfmt_misc handler runs it (not a program this host or any handler knows)"
-                        .into()
-                }
-            };
-            fail(
-                report,
-                NOT_EXECUTABLE,
-                format!("`{program}`: exec format error: {hint}"),
-            )
+            fail(report, SetupError::ExecFormat { program, target })
         }
         e => fail(
             report,
-            NOT_EXECUTABLE,
-            format!("`{program}`: cannot execute: {e}"),
+            SetupError::NotExecutable {
+                program,
+                errno: e.into(),
+            },
         ),
     }
 }
@@ -456,83 +508,73 @@ fn cstrings<'a>(items: impl Iterator<Item = &'a str>) -> Result<Vec<CString>, Sa
         .collect()
 }
 
-/// Copies between the user's terminal and the sandbox's, in raw mode, while alive. Its threads
-/// start before the PID namespace exists and wait for the terminal's master.
-struct TtyRelay {
-    saved: Option<nix::sys::termios::Termios>,
-    to_sandbox: std::sync::mpsc::Sender<OwnedFd>,
-    from_sandbox: std::sync::mpsc::Sender<OwnedFd>,
+/// The user's terminal joined to the sandbox's (`-t`): raw mode while attached (restored on
+/// drop), copies in both directions done by the worker's poll loop.
+struct Terminal {
+    master: OwnedFd,
+    saved: Option<rustix::termios::Termios>,
 }
 
-impl TtyRelay {
-    fn start() -> TtyRelay {
-        let (to_tx, to_rx) = std::sync::mpsc::channel::<OwnedFd>();
-        let (from_tx, from_rx) = std::sync::mpsc::channel::<OwnedFd>();
-        std::thread::spawn(move || {
-            let Ok(fd) = to_rx.recv() else { return };
-            let mut out = File::from(fd);
-            let mut buf = [0u8; 4096];
-            let mut input = std::io::stdin().lock();
-            while let Ok(n) = input.read(&mut buf) {
-                if n == 0 || out.write_all(&buf[..n]).is_err() {
-                    break;
-                }
-            }
-        });
-        std::thread::spawn(move || {
-            let Ok(fd) = from_rx.recv() else { return };
-            let mut input = File::from(fd);
-            let mut buf = [0u8; 4096];
-            let mut out = std::io::stdout();
-            while let Ok(n) = input.read(&mut buf) {
-                if n == 0 || out.write_all(&buf[..n]).is_err() {
-                    break;
-                }
-                let _ = out.flush();
-            }
-        });
-        TtyRelay {
-            saved: None,
-            to_sandbox: to_tx,
-            from_sandbox: from_tx,
-        }
-    }
-
-    /// Hands the master to the relay threads and puts the user's terminal in raw mode.
-    fn attach(&self, master: &OwnedFd) {
+impl Terminal {
+    fn attach(master: OwnedFd) -> Terminal {
         let stdin = std::io::stdin();
-        if let Ok(t) = nix::sys::termios::tcgetattr(&stdin) {
+        let saved = rustix::termios::tcgetattr(&stdin).ok();
+        if let Some(t) = &saved {
             let mut raw = t.clone();
-            nix::sys::termios::cfmakeraw(&mut raw);
-            let _ = nix::sys::termios::tcsetattr(&stdin, nix::sys::termios::SetArg::TCSANOW, &raw);
-            if let Some(ws) = sys::window_size(&stdin) {
-                sys::set_window_size(master, &ws);
-            }
-            // Restored on drop; kept in a cell-free way: the relay lives until the run ends.
-            SAVED_TERMIOS.with(|s| *s.borrow_mut() = Some(t));
+            raw.make_raw();
+            let _ = rustix::termios::tcsetattr(&stdin, rustix::termios::OptionalActions::Now, &raw);
         }
-        if let (Ok(a), Ok(b)) = (master.try_clone(), master.try_clone()) {
-            let _ = self.to_sandbox.send(a);
-            let _ = self.from_sandbox.send(b);
+        let t = Terminal { master, saved };
+        t.resize();
+        t
+    }
+
+    /// The sandbox's terminal gets the user's window size.
+    fn resize(&self) {
+        if let Ok(ws) = rustix::termios::tcgetwinsize(std::io::stdin()) {
+            let _ = rustix::termios::tcsetwinsize(&self.master, ws);
+        }
+    }
+
+    /// Copies what the user typed; false once stdin is closed.
+    fn copy_in(&self) -> bool {
+        let mut buf = [0u8; 4096];
+        match rustix::io::read(std::io::stdin(), &mut buf) {
+            Ok(0) | Err(_) => false,
+            Ok(n) => rustix::io::write(&self.master, &buf[..n]).is_ok(),
+        }
+    }
+
+    /// Copies what the sandbox wrote; false once its side is closed (EIO).
+    fn copy_out(&self) -> bool {
+        let mut buf = [0u8; 4096];
+        match rustix::io::read(&self.master, &mut buf) {
+            Ok(0) | Err(_) => false,
+            Ok(n) => {
+                let mut out = std::io::stdout().lock();
+                out.write_all(&buf[..n]).is_ok() && out.flush().is_ok()
+            }
+        }
+    }
+
+    /// Copies what is still buffered once the command is gone.
+    fn drain(&self) {
+        loop {
+            let mut fds = [PollFd::new(self.master.as_fd(), PollFlags::POLLIN)];
+            if !matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0) || !self.copy_out() {
+                return;
+            }
         }
     }
 }
 
-thread_local! {
-    static SAVED_TERMIOS: std::cell::RefCell<Option<nix::sys::termios::Termios>> = const { std::cell::RefCell::new(None) };
-}
-
-impl Drop for TtyRelay {
+impl Drop for Terminal {
     fn drop(&mut self) {
-        let saved = self
-            .saved
-            .take()
-            .or_else(|| SAVED_TERMIOS.with(|s| s.borrow_mut().take()));
-        if let Some(t) = saved {
-            let _ = nix::sys::termios::tcsetattr(
+        if let Some(t) = &self.saved {
+            let _ = rustix::termios::tcsetattr(
                 std::io::stdin(),
-                nix::sys::termios::SetArg::TCSANOW,
-                &t,
+                rustix::termios::OptionalActions::Now,
+                t,
             );
         }
     }

@@ -1,6 +1,7 @@
-//! The only `unsafe` in the crate: fork, `_exit`, `dup2`, and the ioctls nix has no safe
-//! wrapper for (controlling terminal, window size, interface flags). Each block says why it is
-//! sound.
+//! The only `unsafe` in the crate (`#![deny(unsafe_code)]` everywhere else): fork, `_exit`,
+//! descriptor passing, signal dispositions, a `pre_exec` hook, and the few system calls neither
+//! nix nor rustix wraps (interface flags, `close_range`, `mount_setattr`). Each block says why
+//! it is sound. Terminals go through rustix's safe `pty` and `termios` calls instead.
 
 #![allow(unsafe_code)]
 
@@ -8,51 +9,43 @@ use std::os::fd::{AsRawFd, RawFd};
 
 use nix::unistd::ForkResult;
 
-/// Forks. Sound only while the process has a single thread: the child runs only
-/// async-signal-safe work plus allocation (glibc's malloc is fork-safe) until it execs or exits.
-pub fn fork_single_threaded() -> nix::Result<ForkResult> {
-    // SAFETY: callers fork from a single-threaded process (the sandbox worker, or the sandbox's
-    // init), so no lock can be held by a thread that does not exist in the child.
-    unsafe { nix::unistd::fork() }
+/// Why [`fork_single_threaded`] refused to fork.
+#[derive(Debug, thiserror::Error)]
+pub enum ForkError {
+    /// Another thread exists: forking now could leave the child holding a lock that thread had.
+    #[error("cannot fork: this process has {0} threads, and forking is only sound with one")]
+    Threads(usize),
+    /// The thread count could not be read.
+    #[error("cannot fork: cannot count this process's threads in /proc/self/task: {0}")]
+    Count(#[source] std::io::Error),
+    /// fork(2) failed.
+    #[error("cannot fork: {0}")]
+    Fork(#[source] nix::Error),
+}
+
+/// The number of threads of this process.
+pub fn thread_count() -> std::io::Result<usize> {
+    Ok(std::fs::read_dir("/proc/self/task")?.count())
+}
+
+/// Forks, after checking that this process has a single thread (the sandbox worker, the
+/// sandbox's init, the rootless re-exec). With one thread no lock can be held by a thread that
+/// does not exist in the child, so the child may allocate and use the standard library until it
+/// execs or exits. A process with more threads gets [`ForkError::Threads`], never a fork.
+pub fn fork_single_threaded() -> Result<ForkResult, ForkError> {
+    let threads = thread_count().map_err(ForkError::Count)?;
+    if threads != 1 {
+        return Err(ForkError::Threads(threads));
+    }
+    // SAFETY: the process has exactly one thread (checked just above, and only this thread
+    // could start another), which is the precondition fork(2) has in a Rust program.
+    unsafe { nix::unistd::fork() }.map_err(ForkError::Fork)
 }
 
 /// Ends a forked child at once, without running the parent's atexit handlers or destructors.
 pub fn exit_now(code: i32) -> ! {
     // SAFETY: `_exit` has no preconditions; it never returns.
     unsafe { libc::_exit(code) }
-}
-
-/// `dup2(old, new)`.
-pub fn dup2(old: RawFd, new: RawFd) -> nix::Result<()> {
-    // SAFETY: plain syscall on integer descriptors; failure is reported through errno.
-    let r = unsafe { libc::dup2(old, new) };
-    nix::errno::Errno::result(r).map(drop)
-}
-
-/// Makes the terminal on `fd` the controlling terminal of this (session leader) process.
-pub fn set_controlling_tty(fd: &impl AsRawFd) -> nix::Result<()> {
-    // SAFETY: TIOCSCTTY takes an int argument by value; no memory is passed.
-    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSCTTY, 0) };
-    nix::errno::Errno::result(r).map(drop)
-}
-
-/// Reads a terminal's window size.
-pub fn window_size(fd: &impl AsRawFd) -> Option<libc::winsize> {
-    let mut ws = libc::winsize {
-        ws_row: 0,
-        ws_col: 0,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCGWINSZ writes one `winsize` into the valid, exclusively borrowed `ws`.
-    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) };
-    (r == 0).then_some(ws)
-}
-
-/// Sets a terminal's window size.
-pub fn set_window_size(fd: &impl AsRawFd, ws: &libc::winsize) {
-    // SAFETY: TIOCSWINSZ reads one `winsize` from the valid `ws`.
-    unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, ws) };
 }
 
 /// Brings the loopback interface up (in a new network namespace it starts down).
@@ -79,34 +72,6 @@ pub fn loopback_up() -> nix::Result<()> {
     // SAFETY: SIOCSIFFLAGS reads the valid `req`.
     let r = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) };
     nix::errno::Errno::result(r).map(drop)
-}
-
-/// Opens a new pseudo-terminal pair in the current mount namespace's `/dev/ptmx` (the
-/// sandbox's own devpts instance): (master, slave).
-pub fn open_pty_pair() -> std::io::Result<(std::fs::File, std::fs::File)> {
-    use std::os::fd::FromRawFd;
-    use std::os::unix::fs::OpenOptionsExt;
-    let master = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC)
-        .open("/dev/ptmx")?;
-    let unlock: libc::c_int = 0;
-    // SAFETY: TIOCSPTLCK reads one int from the valid `unlock`.
-    let r = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) };
-    nix::errno::Errno::result(r).map_err(std::io::Error::from)?;
-    // SAFETY: TIOCGPTPEER takes open flags by value and returns a new descriptor or -1.
-    let fd = unsafe {
-        libc::ioctl(
-            master.as_raw_fd(),
-            libc::TIOCGPTPEER,
-            libc::O_RDWR | libc::O_NOCTTY,
-        )
-    };
-    let fd = nix::errno::Errno::result(fd).map_err(std::io::Error::from)?;
-    // SAFETY: the ioctl returned a fresh descriptor that nothing else owns.
-    let slave = unsafe { std::fs::File::from_raw_fd(fd) };
-    Ok((master, slave))
 }
 
 /// Receives one descriptor sent with SCM_RIGHTS; None when the peer closed without sending.
@@ -147,14 +112,6 @@ pub fn send_fd(sock: &impl AsRawFd, fd: &impl AsRawFd) -> nix::Result<()> {
         None,
     )
     .map(drop)
-}
-
-/// Sets an environment variable. Sound only while the process is single-threaded (a freshly
-/// forked child).
-pub fn set_env_single_threaded(key: &str, value: &str) {
-    // SAFETY: called in a forked child that has one thread; nothing reads the environment
-    // concurrently.
-    unsafe { std::env::set_var(key, value) }
 }
 
 /// Ignores a signal (SIG_IGN).
