@@ -7,8 +7,11 @@
 #                 - <triplet>-readelf: ET_EXEC, no PT_INTERP, no PT_DYNAMIC;
 #                 - its first bytes match Debian's /usr/share/binfmts/qemu-<target>
 #                   magic/mask, when qemu-user-static ships such a file;
-#                 - run it with /usr/bin/qemu-<target>-static (x86_64 natively): it
-#                   must print exactly "binfmtctl-probe <target>\n" and exit 0.
+#                 - run it with /usr/bin/qemu-<target>-static -0 <argv0> (x86_64
+#                   natively, with bash's exec -a <argv0>) for each argv[0] of
+#                   VERIFY_ARGV0 below (a plain one, an empty one, one of 300 bytes):
+#                   it must print exactly "binfmtctl-probe <target>\n<argv0>\n" and
+#                   exit 0 (compared byte for byte).
 #               Only reads /usr/share/binfmts; never touches binfmt_misc.
 #
 # Tools: Debian's cross binutils, <triplet>-as and <triplet>-ld. A missing tool is
@@ -103,6 +106,24 @@ for t in $targets; do
     rm -rf "$tmp"
 done
 
+# The argv[0] values --verify runs each probe with: a plain one, an empty one (the second
+# line is then empty) and one longer than 255 bytes.
+VERIFY_ARGV0=("binfmtctl-verify-argv0" "" "/$(printf '%0299d' 0 | tr 0 x)")
+
+# Run probe $2 of target $1 with argv[0] $3; print its output and "rc=<exit status>" as hex
+# bytes (so that a stray NUL or a missing newline is not lost in a command substitution).
+run_probe_hex() {
+    local t=$1 probe=$2 argv0=$3 rc=0
+    {
+        if [ "$t" = x86_64 ] && [ "$(uname -m)" = x86_64 ]; then
+            bash -c 'exec -a "$0" "$1"' "$argv0" "$probe" || rc=$?
+        else
+            "/usr/bin/qemu-$t-static" -0 "$argv0" "$probe" || rc=$?
+        fi
+        echo "rc=$rc"
+    } 2>/dev/null | od -An -v -tx1 | tr -d ' \n'
+}
+
 # Does the start of file $2 match the "magic"/"mask"/"offset" of binfmt-support file $1?
 hexbytes() { printf '%b' "$1" | od -An -v -tx1 | tr -s ' \n' '  '; }
 magic_matches() {
@@ -146,14 +167,18 @@ if [ "$verify" = 1 ]; then
             failed="$failed $t"
             continue
         fi
-        set +e
-        got=$($runner "$out/$t"; echo "rc=$?")
-        set -e
-        want=$(printf 'binfmtctl-probe %s\nrc=0' "$t")
-        if [ "$got" = "$want" ]; then
-            echo "ok $t: $(printf '%s' "$got" | head -n 1)${conf:+ (matches $conf)}"
+        bad=
+        for argv0 in "${VERIFY_ARGV0[@]}"; do
+            got=$(run_probe_hex "$t" "$out/$t" "$argv0")
+            want=$(printf 'binfmtctl-probe %s\n%s\nrc=0\n' "$t" "$argv0" | od -An -v -tx1 | tr -d ' \n')
+            if [ "$got" != "$want" ]; then
+                echo "BAD $t: with argv[0] \"${argv0:0:40}\" (${#argv0} bytes) got (hex) $got, wanted $want" >&2
+                bad=1
+            fi
+        done
+        if [ -z "$bad" ]; then
+            echo "ok $t: prints \"binfmtctl-probe $t\" and its argv[0] (${#VERIFY_ARGV0[@]} argv[0]s tried)${conf:+; matches $conf}"
         else
-            echo "BAD $t: got [$got]" >&2
             failed="$failed $t"
         fi
     done

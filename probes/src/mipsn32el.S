@@ -1,13 +1,36 @@
-/* binfmtctl probe for mipsn32el (MIPS n32): write(1, msg, len); exit(0) via syscall, nr in $v0.
- * n32 syscall numbers: write = 6001, exit = 6058. No libc. */
+/* binfmtctl probe for mipsn32el (MIPS n32): write(1, msg, len); write(1, argv[0],
+ * strlen(argv[0])); write(1, "\n", 1); exit(0) via syscall, nr in $v0.
+ * n32 syscall numbers: write = 6001, exit = 6058. No libc.
+ * At _start 0($sp) = argc, 4($sp) = argv[0] (4-byte slots). The base address is kept in
+ * $s0, which syscall preserves. A NULL argv[0] (argc == 0) skips the middle write: the
+ * second line is then empty. Branch and load delay slots are filled by hand (noreorder;
+ * the o32 objects are marked MIPS I, whose loads have a delay slot). */
 	.text
 	.set	noreorder
 	.globl	_start
 _start:
 	bal	1f			/* $ra = address of 1: (pc-relative, no GOT) */
 	li	$a0, 1			/* delay slot: fd = stdout */
-1:	addiu	$a1, $ra, msg - 1b	/* buf */
+1:	move	$s0, $ra		/* $s0 = address of 1: (kept across syscall) */
+	addiu	$a1, $s0, msg - 1b	/* buf */
 	li	$a2, len		/* count */
+	li	$v0, 6001		/* __NR_write */
+	syscall
+	lw	$a1, 4($sp)		/* buf = argv[0] */
+	move	$a2, $zero		/* load delay slot: count = 0 */
+	beqz	$a1, 2f			/* argv[0] == NULL: only the newline */
+	move	$t1, $a1		/* delay slot: $t1 = address of argv[0][0] */
+3:	lbu	$t0, 0($t1)		/* count = strlen(argv[0]) */
+	addiu	$a2, $a2, 1		/* load delay slot: count++ (one too many at the end) */
+	bnez	$t0, 3b
+	addu	$t1, $a1, $a2		/* delay slot: $t1 = address of argv[0][count] */
+	addiu	$a2, $a2, -1
+	li	$a0, 1			/* fd = stdout */
+	li	$v0, 6001		/* __NR_write */
+	syscall
+2:	li	$a0, 1			/* fd = stdout */
+	addiu	$a1, $s0, nl - 1b	/* buf = the message's final "\n" */
+	li	$a2, 1			/* count */
 	li	$v0, 6001		/* __NR_write */
 	syscall
 	li	$a0, 0			/* status = 0 */
@@ -16,3 +39,4 @@ _start:
 msg:
 	.ascii	"binfmtctl-probe mipsn32el\n"
 	.equ	len, . - msg
+	.equ	nl, . - 1
