@@ -51,6 +51,8 @@ pub struct ElfId {
 struct RawTarget {
     name: String,
     family: String,
+    #[serde(default)]
+    compat: Vec<String>,
     elf: ElfId,
     magic: String,
     mask: String,
@@ -71,8 +73,11 @@ struct RawTable {
 pub struct Target {
     /// QEMU's name (`aarch64`, `arm`, `s390x`).
     pub name: String,
-    /// QEMU's host family; targets of the host's family are not emulated by `install all`.
+    /// QEMU's host family (informational; what runs natively is [`crate::host::Host`]'s rule).
     pub family: String,
+    /// Targets whose programs a kernel of this target runs natively besides its own (its
+    /// 32-bit compat ABIs: i386 on x86_64, arm on aarch64).
+    pub compat: Vec<String>,
     /// ELF class, byte order and machine.
     pub elf: ElfId,
     /// binfmt_misc magic (offset 0).
@@ -183,6 +188,7 @@ impl Table {
             targets.push(Target {
                 name: t.name,
                 family: t.family,
+                compat: t.compat,
                 elf: t.elf,
                 magic,
                 mask,
@@ -270,12 +276,6 @@ impl Table {
             })
         });
         name.as_deref().and_then(|n| self.by_name(n))
-    }
-
-    /// All targets except those of the host's family: what `install all` registers.
-    pub fn foreign(&self) -> Vec<&Target> {
-        let family = self.host().map(|h| h.family.clone()).unwrap_or_default();
-        self.targets.iter().filter(|t| t.family != family).collect()
     }
 
     /// The target names.
@@ -422,13 +422,19 @@ mod tests {
 
     #[test]
     fn host_is_known() {
-        let host = Table::get().host().expect("host target");
-        assert!(
-            Table::get()
-                .foreign()
-                .iter()
-                .all(|t| t.family != host.family)
-        );
-        assert!(!Table::get().foreign().is_empty());
+        assert!(Table::get().host().is_some(), "host target");
+    }
+
+    #[test]
+    fn compat_names_are_targets_of_the_same_byte_order() {
+        for t in Table::get().targets() {
+            for c in &t.compat {
+                let c = Table::get()
+                    .by_name(c)
+                    .unwrap_or_else(|| panic!("{}: compat {c} is no target", t.name));
+                assert_eq!(c.elf.endian, t.elf.endian, "{} runs {}", t.name, c.name);
+                assert!(c.elf.class <= t.elf.class, "{} runs {}", t.name, c.name);
+            }
+        }
     }
 }

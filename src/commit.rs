@@ -7,65 +7,23 @@
 //! index.json last).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Serialize;
 
 use crate::container::{ContainerError, Context};
 use crate::oci::compress::{Compression, LayerWriter};
-use crate::oci::image::{
-    Descriptor, Index, MT_CONFIG, MT_INDEX, MT_LAYER_GZIP, MT_LAYER_TAR, MT_LAYER_ZSTD,
-    MT_MANIFEST, Manifest, PlatformJson,
+use crate::oci::document::{
+    self, Descriptor, ImageConfig, ImageIndex, ImageManifest, MT_LAYER_GZIP, MT_LAYER_TAR,
+    MT_LAYER_ZSTD, MediaType, to_json,
 };
+use crate::oci::reference::Destination;
+use crate::oci::source::SourceError;
 use crate::oci::write::{LayoutWriter, pack_archive};
 use crate::platform::Platform;
 use crate::rootfs::snapshot::{SnapshotOptions, write_layer};
 use crate::store::{LayerRef, PlatformState, StoreError};
-
-/// Where a commit goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Dest {
-    /// An OCI layout directory and a tag.
-    Oci {
-        /// The layout.
-        dir: PathBuf,
-        /// The tag.
-        tag: String,
-    },
-    /// An `oci-archive` tar file and a tag.
-    OciArchive {
-        /// The file.
-        file: PathBuf,
-        /// The tag.
-        tag: String,
-    },
-}
-
-impl std::str::FromStr for Dest {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let split = |rest: &str| -> (PathBuf, String) {
-            match rest.rsplit_once(':') {
-                Some((p, t)) if !t.contains('/') && !t.is_empty() && !p.is_empty() => {
-                    (PathBuf::from(p), t.to_string())
-                }
-                _ => (PathBuf::from(rest), "latest".to_string()),
-            }
-        };
-        if let Some(rest) = s.strip_prefix("oci:") {
-            let (dir, tag) = split(rest);
-            return Ok(Dest::Oci { dir, tag });
-        }
-        if let Some(rest) = s.strip_prefix("oci-archive:") {
-            let (file, tag) = split(rest);
-            return Ok(Dest::OciArchive { file, tag });
-        }
-        Err(format!(
-            "`{s}` is not a destination; use oci:DIR[:TAG] or oci-archive:FILE[:TAG]"
-        ))
-    }
-}
+use crate::warning::Warning;
 
 /// Changes to the image config.
 #[derive(Debug, Clone, Default)]
@@ -116,8 +74,11 @@ pub struct Committed {
     /// Where.
     pub dest: String,
     /// Things the user should know (platforms whose steps differ).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub warnings: Vec<String>,
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        serialize_with = "crate::warning::as_text"
+    )]
+    pub warnings: Vec<Warning>,
 }
 
 struct Built {
@@ -137,7 +98,7 @@ fn snapshot_steps(
     state: &mut PlatformState,
     compression: Compression,
 ) -> Result<bool, ContainerError> {
-    let clamp = crate::util::source_date_epoch();
+    let clamp = ctx.epoch;
     // What a made layer depends on besides the step's files: a layer made without the clamp
     // (or with another) is not reused.
     let key = match clamp {
@@ -156,31 +117,27 @@ fn snapshot_steps(
         {
             continue;
         }
+        let snapshot_err = |source| ContainerError::Snapshot {
+            step: step.created_by.clone(),
+            source,
+        };
         let stage = ctx.store.staging()?;
         let tmp = stage.path().join("layer");
-        let file = std::fs::File::create(&tmp)
-            .map_err(|e| ContainerError::Other(format!("cannot write a layer: {e}")))?;
+        let file = std::fs::File::create(&tmp).map_err(snapshot_err)?;
         let mut w = LayerWriter::new(
             std::io::BufWriter::with_capacity(1 << 20, file),
             compression,
         )
-        .map_err(|e| ContainerError::Other(format!("cannot start compressing: {e}")))?;
+        .map_err(snapshot_err)?;
         write_layer(
             &pdir.join(dir),
             &mut w,
             &SnapshotOptions { clamp_mtime: clamp },
         )
-        .map_err(|e| {
-            ContainerError::Other(format!("cannot snapshot step `{}`: {e}", step.created_by))
-        })?;
-        let (digests, out) = w
-            .finish()
-            .map_err(|e| ContainerError::Other(format!("cannot finish a layer: {e}")))?;
-        let file = out
-            .into_inner()
-            .map_err(|e| ContainerError::Other(format!("cannot write a layer: {}", e.error())))?;
-        file.sync_all()
-            .map_err(|e| ContainerError::Other(format!("cannot write a layer: {e}")))?;
+        .map_err(snapshot_err)?;
+        let (digests, out) = w.finish().map_err(snapshot_err)?;
+        let file = out.into_inner().map_err(|e| snapshot_err(e.into_error()))?;
+        file.sync_all().map_err(snapshot_err)?;
         let digest = format!("sha256:{}", digests.digest);
         let dest = ctx
             .store
@@ -188,9 +145,9 @@ fn snapshot_steps(
             .blob_path(&digest)
             .map_err(StoreError::from)?;
         if !dest.exists() {
-            std::fs::rename(&tmp, &dest)
-                .map_err(|e| ContainerError::Other(format!("cannot store a layer: {e}")))?;
+            std::fs::rename(&tmp, &dest).map_err(ContainerError::io("store", &dest))?;
         }
+        tracing::info!(step = %step.created_by, %digest, size = digests.size, "layer made");
         step.layer = Some(LayerRef {
             diff_id: format!("sha256:{}", digests.diff_id),
             digest,
@@ -214,46 +171,36 @@ fn oci_layer_type(mt: &str) -> &str {
     }
 }
 
-/// The image config of a platform after its steps and the edits.
-pub fn image_config(state: &PlatformState, edits: &ConfigEdits) -> serde_json::Value {
-    let platform = state.platform();
-    let epoch = crate::util::source_date_epoch();
+/// The image config of a platform after its steps and the edits, dated `now` (`epoch`, when
+/// set, also clamps the base's history: nothing is dated after it).
+pub fn image_config(
+    state: &PlatformState,
+    edits: &ConfigEdits,
+    now: i64,
+    epoch: Option<i64>,
+) -> ImageConfig {
+    let platform = &state.platform;
     let mut config = state.config.clone();
-    if !config.is_object() {
-        config = serde_json::json!({});
-    }
-    config["architecture"] = serde_json::json!(platform.architecture);
-    config["os"] = serde_json::json!(platform.os);
-    match platform.variant() {
-        Some(v) => config["variant"] = serde_json::json!(v),
-        None => {
-            if let Some(o) = config.as_object_mut() {
-                o.remove("variant");
-            }
-        }
-    }
-    config["created"] = serde_json::json!(crate::util::rfc3339(crate::util::build_time()));
-    let mut diff_ids: Vec<serde_json::Value> = state
+    let spec = &mut config.spec;
+    spec.set_architecture(document::Arch::from(platform.architecture.as_str()));
+    spec.set_os(document::Os::from(platform.os.as_str()));
+    spec.set_variant(platform.variant().map(str::to_string));
+    spec.set_created(Some(crate::util::rfc3339(now)));
+    let mut diff_ids: Vec<String> = state
         .base_layers
         .iter()
-        .map(|l| serde_json::json!(l.diff_id))
+        .map(|l| l.diff_id.clone())
         .collect();
-    let mut history: Vec<serde_json::Value> = config
-        .get("history")
-        .and_then(|h| h.as_array())
-        .cloned()
-        .unwrap_or_default();
-    // SOURCE_DATE_EPOCH clamps the base's history too (`emubuild from rootfs:` dates its entry
-    // at import): nothing is dated after the epoch.
+    let mut history = config.history().to_vec();
     if let Some(e) = epoch {
         let limit = crate::util::rfc3339(e);
         for h in &mut history {
             let later = h
-                .get("created")
-                .and_then(|c| c.as_str())
+                .created()
+                .as_deref()
                 .is_some_and(|c| c.ends_with('Z') && c.len() >= 20 && c[..19] > limit[..19]);
             if later {
-                h["created"] = serde_json::json!(limit);
+                h.set_created(Some(limit.clone()));
             }
         }
     }
@@ -262,60 +209,46 @@ pub fn image_config(state: &PlatformState, edits: &ConfigEdits) -> serde_json::V
             Some(e) => crate::util::rfc3339(e),
             None => step.created.clone(),
         };
-        let mut h = serde_json::json!({"created": created, "created_by": step.created_by, "comment": "emubuild run"});
-        match &step.layer {
-            Some(l) => diff_ids.push(serde_json::json!(l.diff_id)),
-            None => h["empty_layer"] = serde_json::json!(true),
-        }
-        history.push(h);
-    }
-    config["rootfs"] = serde_json::json!({"type": "layers", "diff_ids": diff_ids});
-    config["history"] = serde_json::Value::Array(history);
-    if !config.get("config").is_some_and(|c| c.is_object()) {
-        config["config"] = serde_json::json!({});
-    }
-    let c = &mut config["config"];
-    if let Some(cmd) = &edits.cmd {
-        c["Cmd"] = serde_json::json!(cmd);
-    }
-    if let Some(ep) = &edits.entrypoint {
-        if ep.is_empty() {
-            if let Some(o) = c.as_object_mut() {
-                o.remove("Entrypoint");
+        let empty = match &step.layer {
+            Some(l) => {
+                diff_ids.push(l.diff_id.clone());
+                false
             }
-        } else {
-            c["Entrypoint"] = serde_json::json!(ep);
-        }
+            None => true,
+        };
+        history.push(document::history(
+            &created,
+            &step.created_by,
+            Some("emubuild run"),
+            empty,
+        ));
     }
-    if !edits.env.is_empty() {
-        let mut env: Vec<String> = c
-            .get("Env")
-            .and_then(|e| e.as_array())
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default();
-        for (k, v) in &edits.env {
-            env.retain(|e| e.split_once('=').map(|(ek, _)| ek) != Some(k.as_str()));
-            env.push(format!("{k}={v}"));
+    config.spec.rootfs_mut().set_diff_ids(diff_ids);
+    config.spec.set_history(Some(history));
+    config.edit_exec(|exec| {
+        if let Some(cmd) = &edits.cmd {
+            exec.set_cmd(Some(cmd.clone()));
         }
-        c["Env"] = serde_json::json!(env);
-    }
-    if !edits.labels.is_empty() {
-        if !c.get("Labels").is_some_and(|l| l.is_object()) {
-            c["Labels"] = serde_json::json!({});
+        if let Some(ep) = &edits.entrypoint {
+            exec.set_entrypoint((!ep.is_empty()).then(|| ep.clone()));
         }
-        for (k, v) in &edits.labels {
-            c["Labels"][k] = serde_json::json!(v);
+        if !edits.env.is_empty() {
+            let mut env: Vec<String> = exec.env().clone().unwrap_or_default();
+            for (k, v) in &edits.env {
+                env.retain(|e| e.split_once('=').map(|(ek, _)| ek) != Some(k.as_str()));
+                env.push(format!("{k}={v}"));
+            }
+            exec.set_env(Some(env));
         }
-    }
-    if let Some(w) = &edits.workdir {
-        c["WorkingDir"] = serde_json::json!(w);
-    }
-    if let Some(u) = &edits.user {
-        c["User"] = serde_json::json!(u);
+        if let Some(w) = &edits.workdir {
+            exec.set_working_dir(Some(w.clone()));
+        }
+        if let Some(u) = &edits.user {
+            exec.set_user(Some(u.clone()));
+        }
+    });
+    for (k, v) in &edits.labels {
+        config.set_label(k, v);
     }
     config
 }
@@ -338,47 +271,41 @@ fn build_platform(
         cdir.write_platform(&state)?;
     }
     let steps: Vec<String> = state.steps.iter().map(|s| s.created_by.clone()).collect();
-    let config = image_config(&state, &opts.edits);
-    let config_bytes = serde_json::to_vec(&config).expect("serialisable");
-    let config_digest = format!("sha256:{}", crate::digest::sha256_hex(&config_bytes));
+    let config = to_json(&image_config(&state, &opts.edits, ctx.now(), ctx.epoch));
     let mut layers: Vec<LayerRef> = state.base_layers.clone();
     layers.extend(state.steps.iter().filter_map(|s| s.layer.clone()));
+    let mut layer_descs = Vec::new();
     for l in &layers {
         if !ctx.store.blobs().has_blob(&l.digest) {
-            return Err(ContainerError::Other(format!(
-                "layer {} of {platform} is missing from the store; recreate the working container",
-                l.digest
-            )));
-        }
-    }
-    let manifest = Manifest {
-        schema_version: 2,
-        media_type: Some(MT_MANIFEST.to_string()),
-        config: Descriptor {
-            media_type: MT_CONFIG.to_string(),
-            digest: config_digest,
-            size: config_bytes.len() as u64,
-            annotations: None,
-            platform: None,
-        },
-        layers: layers
-            .iter()
-            .map(|l| Descriptor {
-                media_type: oci_layer_type(&l.media_type).to_string(),
+            return Err(ContainerError::MissingLayer {
                 digest: l.digest.clone(),
-                size: l.size,
-                annotations: None,
-                platform: None,
-            })
-            .collect(),
-        annotations: None,
-    };
+                platform: platform.clone(),
+            });
+        }
+        let digest: document::Digest =
+            l.digest.parse().map_err(|_| ContainerError::MissingLayer {
+                digest: l.digest.clone(),
+                platform: platform.clone(),
+            })?;
+        layer_descs.push(Descriptor::new(
+            MediaType::from(oci_layer_type(&l.media_type)),
+            l.size,
+            digest,
+        ));
+    }
+    let manifest: ImageManifest = oci_spec::image::ImageManifestBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageManifest)
+        .config(document::describe(MediaType::ImageConfig, &config))
+        .layers(layer_descs)
+        .build()
+        .expect("every field of the manifest is set");
     Ok(Built {
         platform: platform.clone(),
         steps,
         layers,
-        config: config_bytes,
-        manifest: serde_json::to_vec(&manifest).expect("serialisable"),
+        config,
+        manifest: to_json(&manifest),
     })
 }
 
@@ -386,63 +313,13 @@ fn build_platform(
 pub fn commit(
     ctx: &Context,
     name: &str,
-    dest: &Dest,
+    dest: &Destination,
     opts: &CommitOptions,
 ) -> Result<Committed, ContainerError> {
-    let c = ctx
-        .container(name)
-        .read()
-        .map_err(|_| ContainerError::Store(StoreError::NoContainer(name.to_string())))?;
-    let platforms: Vec<Platform> = c.platforms.iter().filter_map(|p| p.parse().ok()).collect();
-    if platforms.len() != c.platforms.len() || platforms.is_empty() {
-        return Err(ContainerError::Other(format!(
-            "working container `{name}` has unreadable platforms: {:?}",
-            c.platforms
-        )));
-    }
-    // Every platform, or nothing: a failure names the platform and writes nothing.
-    let mut built = Vec::new();
-    for p in &platforms {
-        let b = build_platform(ctx, name, p, opts)
-            .map_err(|e| ContainerError::Other(format!("{p}: {e}; nothing was written")))?;
-        built.push(b);
-    }
-    // Platforms built by different steps (one failed, or a later `run --platform` took only
-    // some) make an index whose images differ: said, not silently written.
-    let mut warnings = Vec::new();
-    if let Some(first) = built.first() {
-        for b in &built[1..] {
-            if b.steps != first.steps {
-                warnings.push(format!(
-                    "{} and {} were built by different steps ({} vs {}: {}); their images differ",
-                    first.platform,
-                    b.platform,
-                    first.steps.len(),
-                    b.steps.len(),
-                    first_difference(&first.steps, &b.steps)
-                ));
-            }
-        }
-    }
-    let index = Index {
-        schema_version: 2,
-        media_type: Some(MT_INDEX.to_string()),
-        manifests: built
-            .iter()
-            .map(|b| Descriptor {
-                media_type: MT_MANIFEST.to_string(),
-                digest: format!("sha256:{}", crate::digest::sha256_hex(&b.manifest)),
-                size: b.manifest.len() as u64,
-                annotations: None,
-                platform: Some(PlatformJson::from_platform(&b.platform)),
-            })
-            .collect(),
-        annotations: None,
-    };
-    let index_bytes = serde_json::to_vec(&index).expect("serialisable");
+    let c = crate::container::read(ctx, name)?;
     let (dir, tag, archive, staging) = match dest {
-        Dest::Oci { dir, tag } => (dir.clone(), tag.clone(), None, None),
-        Dest::OciArchive { file, tag } => {
+        Destination::Layout { dir, tag } => (dir.clone(), tag.clone(), None, None),
+        Destination::Archive { file, tag } => {
             let s = ctx.store.staging()?;
             (
                 s.path().join("layout"),
@@ -451,11 +328,51 @@ pub fn commit(
                 Some(s),
             )
         }
+        Destination::Registry(r) => {
+            return Err(ContainerError::Source(SourceError::Registry(r.clone())));
+        }
     };
-    let io = |e: crate::oci::write::WriteError| ContainerError::Other(format!("{e:#}"));
+    // Every platform, or nothing: a failure names the platform and writes nothing.
+    let mut built = Vec::new();
+    for p in &c.platforms {
+        let b = build_platform(ctx, name, p, opts).map_err(|e| ContainerError::CommitPlatform {
+            platform: p.clone(),
+            source: Box::new(e),
+        })?;
+        built.push(b);
+    }
+    // Platforms built by different steps (one failed, or a later `run --platform` took only
+    // some) make an index whose images differ: said, not silently written.
+    let mut warnings = Vec::new();
+    if let Some(first) = built.first() {
+        for b in &built[1..] {
+            if b.steps != first.steps {
+                warnings.push(Warning::PlatformsDiffer {
+                    a: first.platform.to_string(),
+                    b: b.platform.to_string(),
+                    count_a: first.steps.len(),
+                    count_b: b.steps.len(),
+                    difference: first_difference(&first.steps, &b.steps),
+                });
+            }
+        }
+    }
+    let mut index = ImageIndex::default();
+    index.set_media_type(Some(MediaType::ImageIndex));
+    index.set_manifests(
+        built
+            .iter()
+            .map(|b| {
+                let mut d = document::describe(MediaType::ImageManifest, &b.manifest);
+                d.set_platform(Some(document::oci_platform(&b.platform)));
+                d
+            })
+            .collect(),
+    );
+    let index_bytes = to_json(&index);
     // Writes every blob, then the tag, into the layout at `into` (under its lock).
     let write_into = |into: &Path| -> Result<(String, Vec<PlatformImage>), ContainerError> {
-        let w = LayoutWriter::open(into).map_err(io)?;
+        let w = LayoutWriter::open(into)?;
         let mut images = Vec::new();
         for b in &built {
             for l in &b.layers {
@@ -464,10 +381,10 @@ pub fn commit(
                     .blobs()
                     .blob_path(&l.digest)
                     .map_err(StoreError::from)?;
-                w.put_file(&l.digest, l.size, &src).map_err(io)?;
+                w.put_file(&l.digest, l.size, &src)?;
             }
-            let (config_digest, _) = w.put_bytes(&b.config).map_err(io)?;
-            let (manifest_digest, _) = w.put_bytes(&b.manifest).map_err(io)?;
+            let (config_digest, _) = w.put_bytes(&b.config)?;
+            let (manifest_digest, _) = w.put_bytes(&b.manifest)?;
             images.push(PlatformImage {
                 platform: b.platform.to_string(),
                 manifest: manifest_digest,
@@ -475,73 +392,62 @@ pub fn commit(
                 layers: b.layers.iter().map(|l| l.digest.clone()).collect(),
             });
         }
-        let (index_digest, index_size) = w.put_bytes(&index_bytes).map_err(io)?;
-        let index_desc = Descriptor {
-            media_type: MT_INDEX.to_string(),
-            digest: index_digest.clone(),
-            size: index_size,
-            annotations: None,
-            platform: None,
-        };
-        w.tag(&tag, &index_desc).map_err(io)?;
-        Ok((index_digest, images))
+        w.put_bytes(&index_bytes)?;
+        let index_desc = document::describe(MediaType::ImageIndex, &index_bytes);
+        w.tag(&tag, &index_desc)?;
+        Ok((index_desc.digest().to_string(), images))
     };
-    // A new layout is written beside its destination and renamed into place whole: killed
-    // midway, nothing appears at DEST. An existing one is added to in place, blobs first and
-    // `index.json` last.
-    let fresh = std::fs::read_dir(&dir).map_or(true, |mut d| d.next().is_none());
-    let (index_digest, images) = if fresh {
-        let parent = dir
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        std::fs::create_dir_all(parent).map_err(|e| {
-            ContainerError::Other(format!("cannot create `{}`: {e}", parent.display()))
-        })?;
-        let name = dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let tmp = tempfile::Builder::new()
-            .prefix(&format!(".{name}.emubuild-"))
-            .tempdir_in(parent)
-            .map_err(|e| {
-                ContainerError::Other(format!("cannot write into `{}`: {e}", parent.display()))
-            })?;
-        let out = write_into(tmp.path())?;
-        crate::util::sync_dir(tmp.path());
-        match std::fs::rename(tmp.path(), &dir) {
-            Ok(()) => {
-                crate::util::sync_dir(parent);
-                let _ = tmp.keep();
-                out
-            }
-            // Another commit made the layout meanwhile: add to it as to any existing one.
-            Err(_) if dir.join("oci-layout").is_file() => write_into(&dir)?,
-            Err(e) => {
-                return Err(ContainerError::Other(format!(
-                    "cannot move the new layout into `{}`: {e}",
-                    dir.display()
-                )));
-            }
-        }
-    } else {
-        write_into(&dir)?
-    };
+    let (index_digest, images) = write_layout(&dir, &write_into)?;
     if let Some(file) = &archive {
         let extra = docker_manifest(&tag, &images);
-        pack_archive(&dir, file, &extra).map_err(io)?;
+        pack_archive(&dir, file, &extra)?;
     }
     drop(staging);
+    tracing::info!(dest = %dest, index = %index_digest, "committed");
     Ok(Committed {
         index: index_digest,
         images,
-        dest: match dest {
-            Dest::Oci { dir, tag } => format!("oci:{}:{tag}", dir.display()),
-            Dest::OciArchive { file, tag } => format!("oci-archive:{}:{tag}", file.display()),
-        },
+        dest: dest.to_string(),
         warnings,
     })
+}
+
+/// A new layout is written beside its destination and renamed into place whole: killed
+/// midway, nothing appears at DEST. An existing one is added to in place, blobs first and
+/// `index.json` last.
+fn write_layout<T>(
+    dir: &Path,
+    write_into: &dyn Fn(&Path) -> Result<T, ContainerError>,
+) -> Result<T, ContainerError> {
+    let fresh = std::fs::read_dir(dir).map_or(true, |mut d| d.next().is_none());
+    if !fresh {
+        return write_into(dir);
+    }
+    let parent = dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(ContainerError::io("create", parent))?;
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}.emubuild-"))
+        .tempdir_in(parent)
+        .map_err(ContainerError::io("write into", parent))?;
+    let out = write_into(tmp.path())?;
+    crate::util::sync_dir(tmp.path());
+    match std::fs::rename(tmp.path(), dir) {
+        Ok(()) => {
+            crate::util::sync_dir(parent);
+            let _ = tmp.keep();
+            Ok(out)
+        }
+        // Another commit made the layout meanwhile: add to it as to any existing one.
+        Err(_) if dir.join("oci-layout").is_file() => write_into(dir),
+        Err(e) => Err(ContainerError::io("move the new layout into", dir)(e)),
+    }
 }
 
 /// Where two step lists first part: "step 3 is `apk add curl` in one, missing in the other".
@@ -597,25 +503,6 @@ mod tests {
     use crate::store::Step;
 
     #[test]
-    fn destinations() {
-        assert_eq!(
-            "oci:/out:v1".parse::<Dest>().unwrap(),
-            Dest::Oci {
-                dir: "/out".into(),
-                tag: "v1".into()
-            }
-        );
-        assert_eq!(
-            "oci:./out".parse::<Dest>().unwrap(),
-            Dest::Oci {
-                dir: "./out".into(),
-                tag: "latest".into()
-            }
-        );
-        assert!("docker://x".parse::<Dest>().is_err());
-    }
-
-    #[test]
     fn config_history_and_edits() {
         let mut state = crate::container::scratch_state("linux/arm/v7".parse().unwrap());
         state.steps.push(Step {
@@ -643,7 +530,8 @@ mod tests {
             labels: vec![("org.example".into(), "yes".into())],
             ..ConfigEdits::default()
         };
-        let c = image_config(&state, &edits);
+        let c: serde_json::Value =
+            serde_json::from_slice(&to_json(&image_config(&state, &edits, 0, None))).unwrap();
         assert_eq!(c["architecture"], "arm");
         assert_eq!(c["variant"], "v7");
         assert_eq!(c["rootfs"]["diff_ids"], serde_json::json!(["sha256:aa"]));
@@ -654,5 +542,10 @@ mod tests {
         assert_eq!(c["config"]["Cmd"], serde_json::json!(["/bin/sh"]));
         assert_eq!(c["config"]["Env"], serde_json::json!(["PATH=/x", "A=1"]));
         assert_eq!(c["config"]["Labels"]["org.example"], "yes");
+        // The epoch dates every entry and clamps later ones.
+        let c: serde_json::Value =
+            serde_json::from_slice(&to_json(&image_config(&state, &edits, 5, Some(5)))).unwrap();
+        assert_eq!(c["created"], "1970-01-01T00:00:05Z");
+        assert_eq!(c["history"][0]["created"], "1970-01-01T00:00:05Z");
     }
 }

@@ -1,9 +1,12 @@
 //! `emubuild inspect`: what an OCI layout holds under a tag: the index, each platform's
-//! manifest, config, layers and history.
+//! manifest, config, layers and history (the front end shows or prints it as JSON).
 
 use serde::Serialize;
 
-use crate::oci::image::{Descriptor, Index, Manifest, config_platform};
+use crate::oci::document::{
+    Descriptor, Doc, History, ImageConfig, ImageIndex, ImageManifest, is_index, platform_of,
+    ref_name,
+};
 use crate::oci::layout::{Layout, LayoutError};
 
 /// One image.
@@ -18,7 +21,7 @@ pub struct ImageReport {
     /// Layers.
     pub layers: Vec<Descriptor>,
     /// History entries (created, created_by, empty_layer).
-    pub history: Vec<serde_json::Value>,
+    pub history: Vec<History>,
     /// Cmd, Entrypoint, Env, WorkingDir, User, Labels.
     pub settings: serde_json::Value,
 }
@@ -36,21 +39,17 @@ pub struct TagReport {
 
 /// Reads the tags (one, or all) of a layout.
 pub fn inspect(layout: &Layout, tag: Option<&str>) -> Result<Vec<TagReport>, LayoutError> {
-    let root: Index = serde_json::from_value(layout.index()?).map_err(|e| LayoutError::Json {
-        what: "index.json".into(),
-        dir: layout.dir().to_path_buf(),
-        reason: e.to_string(),
-    })?;
+    let root = layout.index()?.typed;
     let mut out = Vec::new();
     for d in root
-        .manifests
+        .manifests()
         .iter()
-        .filter(|d| tag.is_none_or(|t| d.ref_name() == Some(t)))
+        .filter(|d| tag.is_none_or(|t| ref_name(d) == Some(t)))
     {
         let mut images = Vec::new();
         collect(layout, d, &mut images, 0)?;
         out.push(TagReport {
-            tag: d.ref_name().unwrap_or("").to_string(),
+            tag: ref_name(d).unwrap_or("").to_string(),
             descriptor: d.clone(),
             images,
         });
@@ -71,79 +70,34 @@ fn collect(
     out: &mut Vec<ImageReport>,
     depth: usize,
 ) -> Result<(), LayoutError> {
-    let doc = layout.json_blob(&d.digest, Some(d.size))?;
-    if depth < 8 && (d.is_index() || doc.get("manifests").is_some()) {
-        let idx: Index = serde_json::from_value(doc).map_err(|e| LayoutError::Json {
-            what: d.digest.clone(),
-            dir: layout.dir().to_path_buf(),
-            reason: e.to_string(),
-        })?;
-        for child in &idx.manifests {
+    if depth < 8 && is_index(d) {
+        let idx: Doc<ImageIndex> = layout.document(d, "image index")?;
+        for child in idx.typed.manifests() {
             collect(layout, child, out, depth + 1)?;
         }
         return Ok(());
     }
-    let m: Manifest = serde_json::from_value(doc).map_err(|e| LayoutError::Json {
-        what: d.digest.clone(),
-        dir: layout.dir().to_path_buf(),
-        reason: e.to_string(),
-    })?;
-    let config = layout.json_blob(&m.config.digest, Some(m.config.size))?;
-    let platform = config_platform(&config)
-        .map(|p| p.to_string())
-        .or_else(|| d.platform.as_ref().map(|p| p.platform().to_string()))
-        .unwrap_or_default();
-    let c = config.get("config").cloned().unwrap_or_default();
-    let pick = |k: &str| c.get(k).cloned().unwrap_or(serde_json::Value::Null);
+    let m: Doc<ImageManifest> = layout.document(d, "image manifest")?;
+    let config: Doc<ImageConfig> = layout.document(m.typed.config(), "image config")?;
+    let c = &config.typed;
+    let platform = d
+        .platform()
+        .as_ref()
+        .map(platform_of)
+        .unwrap_or_else(|| c.platform())
+        .to_string();
+    let exec = serde_json::to_value(c.spec.config()).unwrap_or_default();
+    let pick = |k: &str| exec.get(k).cloned().unwrap_or(serde_json::Value::Null);
     out.push(ImageReport {
         platform,
-        manifest: d.digest.clone(),
-        config: m.config.digest.clone(),
-        layers: m.layers.clone(),
-        history: config
-            .get("history")
-            .and_then(|h| h.as_array())
-            .cloned()
-            .unwrap_or_default(),
+        manifest: d.digest().to_string(),
+        config: m.typed.config().digest().to_string(),
+        layers: m.typed.layers().clone(),
+        history: c.history().to_vec(),
         settings: serde_json::json!({
             "Cmd": pick("Cmd"), "Entrypoint": pick("Entrypoint"), "Env": pick("Env"),
             "WorkingDir": pick("WorkingDir"), "User": pick("User"), "Labels": pick("Labels"),
         }),
     });
     Ok(())
-}
-
-/// Prints a human-readable report.
-pub fn print(tags: &[TagReport]) {
-    for t in tags {
-        println!(
-            "tag {}: {} {}",
-            if t.tag.is_empty() { "(none)" } else { &t.tag },
-            t.descriptor.media_type,
-            t.descriptor.digest
-        );
-        for i in &t.images {
-            println!("  {}  manifest {}", i.platform, i.manifest);
-            println!("    config {}", i.config);
-            for s in ["Entrypoint", "Cmd", "WorkingDir", "User"] {
-                if !i.settings[s].is_null() && i.settings[s] != "" {
-                    println!("    {s}: {}", i.settings[s]);
-                }
-            }
-            println!("    layers:");
-            for l in &i.layers {
-                println!("      {} {:>10} {}", l.digest, l.size, l.media_type);
-            }
-            println!("    history:");
-            for h in &i.history {
-                let by = h.get("created_by").and_then(|v| v.as_str()).unwrap_or("");
-                let empty = h
-                    .get("empty_layer")
-                    .and_then(|v| v.as_bool())
-                    .unwrap_or(false);
-                let at = h.get("created").and_then(|v| v.as_str()).unwrap_or("");
-                println!("      {at}  {}{by}", if empty { "(no layer) " } else { "" });
-            }
-        }
-    }
 }

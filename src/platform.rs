@@ -234,6 +234,13 @@ impl serde::Serialize for Platform {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for Platform {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <String as serde::Deserialize>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// Parses a comma-separated `--platform` list, normalising and removing duplicates (order kept).
 pub fn parse_list(s: &str) -> Result<Vec<Platform>, PlatformError> {
     let mut out: Vec<Platform> = Vec::new();

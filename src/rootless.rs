@@ -14,8 +14,10 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use crate::arch::Target;
+use crate::binfmt::Kernel;
 use crate::binfmt::{BinfmtFs, Flags, Registration};
 use crate::emulator::resolve::Resolver;
+use crate::warning::Warning;
 
 /// Set (to `1`) in the environment of the re-executed program.
 pub const ENV: &str = "EMUKIT_USERNS";
@@ -123,7 +125,7 @@ fn why_no_userns(e: nix::Error) -> RootlessError {
 /// Re-executes this program inside a new user and mount namespace, as root there, and exits
 /// with its status. Returns only on failure (nothing has changed then). Must be called while
 /// the process is single-threaded.
-pub fn enter(warn: &dyn Fn(&str)) -> Result<std::convert::Infallible, RootlessError> {
+pub fn enter(warn: &dyn Fn(&Warning)) -> Result<std::convert::Infallible, RootlessError> {
     use nix::sched::CloneFlags;
     use nix::unistd::ForkResult;
     let uid = nix::unistd::getuid().as_raw();
@@ -247,13 +249,9 @@ pub fn enter(warn: &dyn Fn(&str)) -> Result<std::convert::Infallible, RootlessEr
             };
             if !mapped {
                 if ranges.is_some() {
-                    warn(
-                        "newuidmap/newgidmap refused the subordinate ID ranges; falling back to a single ID",
-                    );
+                    warn(&Warning::IdMapRefused);
                 }
-                warn(&format!(
-                    "no subordinate IDs for `{user}` (/etc/subuid, /etc/subgid) or no newuidmap: only root (your own ID) exists inside, so files of other owners in images become root's and `--user` other than root fails; `usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {user}` fixes that"
-                ));
+                warn(&Warning::SingleIdMap { user: user.clone() });
                 let w = |f: &str, s: String| {
                     std::fs::write(format!("/proc/{pid}/{f}"), s)
                         .map_err(|e| RootlessError::Map(format!("{f}: {e}")))
@@ -362,19 +360,19 @@ pub fn register_private(
     fs: &BinfmtFs,
     targets: &[&Target],
     resolver: &Resolver,
-    warn: &dyn Fn(&str),
+    warn: &dyn Fn(&Warning),
 ) -> Result<(), RootlessError> {
     let foreign: Vec<&Target> = targets
         .iter()
         .copied()
-        .filter(|t| !crate::sandbox::preflight::is_native(t))
+        .filter(|t| !fs.host().runs_natively(t))
         .collect();
     if foreign.is_empty() {
         return Ok(());
     }
     let (emulators, warnings) = resolver.resolve(&foreign);
-    for w in warnings {
-        warn(&w);
+    for w in &warnings {
+        warn(w);
     }
     for t in foreign {
         if fs.entry(&t.handler_name()).ok().flatten().is_some() {

@@ -1,6 +1,6 @@
 //! The store: one shared blob directory, unpacked layers cached by diff_id (each an overlayfs
 //! lower directory, unpacked once whatever image uses it), and working containers with their
-//! steps. Root: `$EMUBUILD_STORE`, else `/var/lib/emubuild` as root, else
+//! steps. Root: `--store` (or `$EMUBUILD_STORE`), else `/var/lib/emubuild` as root, else
 //! `$XDG_DATA_HOME/emubuild`.
 //!
 //! ```text
@@ -19,11 +19,12 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::oci::image::{Descriptor, MT_LAYER_TAR};
+use crate::oci::document::{Descriptor, ImageConfig, MT_LAYER_TAR};
 use crate::oci::layout::{Layout, LayoutError, VerifyingReader, sha256_hex};
 use crate::platform::Platform;
 use crate::rootfs::unpack::{self, UnpackOptions, XattrNamespace};
 use crate::util::{FileLock, write_atomic};
+use crate::warning::Warning;
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
@@ -43,7 +44,7 @@ pub enum StoreError {
     #[error(transparent)]
     Layout(#[from] LayoutError),
     /// A layer could not be applied.
-    #[error("layer {digest}: {source}")]
+    #[error("layer {digest}")]
     Unpack {
         /// The layer.
         digest: String,
@@ -65,7 +66,9 @@ pub enum StoreError {
     )]
     NoContainer(String),
     /// A state file is damaged.
-    #[error("state file `{path}` is damaged: {reason}")]
+    #[error(
+        "state file `{path}` cannot be read: {reason}; remove the working container (`emubuild rm NAME`) and make it again"
+    )]
     BadState {
         /// The file.
         path: PathBuf,
@@ -117,10 +120,8 @@ impl<R: Read, W: Write> Read for Tee<R, W> {
 
 impl Store {
     /// The default root (see the module documentation).
+    /// (`--store` and `$EMUBUILD_STORE` are read with the other settings.)
     pub fn default_root() -> PathBuf {
-        if let Some(d) = std::env::var_os("EMUBUILD_STORE") {
-            return PathBuf::from(d);
-        }
         if nix::unistd::geteuid().is_root() && crate::binfmt::fs::in_initial_user_namespace() {
             return PathBuf::from("/var/lib/emubuild");
         }
@@ -201,12 +202,12 @@ impl Store {
         diff_id: &str,
         xattrs: XattrNamespace,
         rootless: bool,
-    ) -> Result<(LayerRef, Vec<String>), StoreError> {
+    ) -> Result<(LayerRef, Vec<Warning>), StoreError> {
         let layer = LayerRef {
             diff_id: diff_id.to_string(),
-            digest: desc.digest.clone(),
-            media_type: desc.media_type.clone(),
-            size: desc.size,
+            digest: desc.digest().to_string(),
+            media_type: desc.media_type().to_string(),
+            size: desc.size(),
         };
         if self.has_layer(&layer) {
             return Ok((layer, Vec::new()));
@@ -220,13 +221,14 @@ impl Store {
         let dir_tmp = stage.path().join("layer");
         std::fs::create_dir(&dir_tmp).map_err(io_err("create", &dir_tmp))?;
         let out = File::create(&blob_tmp).map_err(io_err("create", &blob_tmp))?;
-        let verifying = VerifyingReader::new(src.open_blob(&desc.digest)?, &desc.digest, desc.size);
+        let digest = desc.digest().to_string();
+        let verifying = VerifyingReader::new(src.open_blob(&digest)?, &digest, desc.size());
         let mut tee = Tee {
             inner: verifying,
             out: io::BufWriter::new(out),
         };
         let corrupt = |reason: String| StoreError::Corrupt {
-            digest: desc.digest.clone(),
+            digest: digest.clone(),
             reason,
         };
         let stats = {
@@ -234,7 +236,7 @@ impl Store {
                 .map_err(|e| corrupt(e.to_string()))?;
             let opts = UnpackOptions { xattrs, rootless };
             unpack::unpack_layer(decoded, &dir_tmp, &opts).map_err(|source| StoreError::Unpack {
-                digest: desc.digest.clone(),
+                digest: digest.clone(),
                 source,
             })?
         };
@@ -250,7 +252,7 @@ impl Store {
                 stats.diff_id
             )));
         }
-        self.place(&blob_tmp, &desc.digest, &dir_tmp, diff_id)?;
+        self.place(&blob_tmp, &digest, &dir_tmp, diff_id)?;
         Ok((layer, stats.warnings))
     }
 
@@ -260,7 +262,7 @@ impl Store {
         path: &Path,
         xattrs: XattrNamespace,
         rootless: bool,
-    ) -> Result<(LayerRef, Vec<String>), StoreError> {
+    ) -> Result<(LayerRef, Vec<Warning>), StoreError> {
         // The same file again (by content) is the layer already unpacked: hashing it costs one
         // read, not an unpack.
         let (file_sha, _) = crate::digest::sha256_file(path).map_err(io_err("read", path))?;
@@ -333,10 +335,10 @@ impl Store {
 
     /// Copies a small blob (config, manifest) from a layout into the store, verified.
     pub fn import_blob(&self, src: &Layout, desc: &Descriptor) -> Result<(), StoreError> {
-        if self.blobs().has_blob(&desc.digest) {
+        if self.blobs().has_blob(desc.digest().as_ref()) {
             return Ok(());
         }
-        let bytes = src.read_blob(&desc.digest, Some(desc.size))?;
+        let bytes = src.read_blob(desc.digest().as_ref(), Some(desc.size()))?;
         self.put_blob(&bytes)?;
         Ok(())
     }
@@ -388,9 +390,15 @@ pub fn validate_name(name: &str) -> Result<(), String> {
     }
 }
 
+/// The version of the state files this build writes and reads.
+pub const STATE_VERSION: u32 = 1;
+
 /// A working container: its base and platforms.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Container {
+    /// The state format ([`STATE_VERSION`]).
+    #[serde(default)]
+    pub schema_version: u32,
     /// Its name.
     pub name: String,
     /// The image reference it was made from.
@@ -398,7 +406,7 @@ pub struct Container {
     /// Unix seconds.
     pub created: u64,
     /// Its platforms.
-    pub platforms: Vec<String>,
+    pub platforms: Vec<Platform>,
 }
 
 /// One step of a working container (a `run`).
@@ -423,25 +431,22 @@ pub struct Step {
 /// A working container's state for one platform.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PlatformState {
-    /// The platform (canonical string).
-    pub platform: String,
+    /// The state format ([`STATE_VERSION`]; 0 for files from before it was recorded, which
+    /// have the same fields).
+    #[serde(default)]
+    pub schema_version: u32,
+    /// The platform.
+    pub platform: Platform,
     /// The base image's manifest digest, if it came from a layout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_manifest: Option<String>,
-    /// The image config (OCI JSON), edited by steps and `commit` options.
-    pub config: serde_json::Value,
+    /// The image config, edited by steps and `commit` options.
+    pub config: ImageConfig,
     /// The base image's layers, bottom first.
     pub base_layers: Vec<LayerRef>,
     /// Steps, oldest first.
     #[serde(default)]
     pub steps: Vec<Step>,
-}
-
-impl PlatformState {
-    /// The platform, parsed.
-    pub fn platform(&self) -> Platform {
-        self.platform.parse().unwrap_or_else(|_| Platform::host())
-    }
 }
 
 /// Handles on one working container's files.
@@ -463,12 +468,24 @@ impl ContainerDir {
 
     /// Reads `container.json`.
     pub fn read(&self) -> Result<Container, StoreError> {
-        read_json(&self.dir.join("container.json"))
+        let path = self.dir.join("container.json");
+        let c: Container = read_json(&path)?;
+        check_version(&path, c.schema_version)?;
+        Ok(c)
+    }
+
+    /// Does the container exist (a `container.json`, readable or not)?
+    pub fn exists(&self) -> bool {
+        self.dir.join("container.json").exists()
     }
 
     /// Writes `container.json`.
     pub fn write(&self, c: &Container) -> Result<(), StoreError> {
-        write_json(&self.dir.join("container.json"), c)
+        let c = Container {
+            schema_version: STATE_VERSION,
+            ..c.clone()
+        };
+        write_json(&self.dir.join("container.json"), &c)
     }
 
     /// The directory of one platform.
@@ -478,12 +495,25 @@ impl ContainerDir {
 
     /// Reads a platform's state.
     pub fn read_platform(&self, p: &Platform) -> Result<PlatformState, StoreError> {
-        read_json(&self.platform_dir(p).join("state.json"))
+        let path = self.platform_dir(p).join("state.json");
+        let s: PlatformState = read_json(&path)?;
+        check_version(&path, s.schema_version)?;
+        if s.platform != *p {
+            return Err(StoreError::BadState {
+                path,
+                reason: format!("it holds {} where {p} was expected", s.platform),
+            });
+        }
+        Ok(s)
     }
 
     /// Writes a platform's state.
     pub fn write_platform(&self, s: &PlatformState) -> Result<(), StoreError> {
-        write_json(&self.platform_dir(&s.platform()).join("state.json"), s)
+        let s = PlatformState {
+            schema_version: STATE_VERSION,
+            ..s.clone()
+        };
+        write_json(&self.platform_dir(&s.platform).join("state.json"), &s)
     }
 
     /// Locks one platform of the container (runs and commits take it).
@@ -497,6 +527,19 @@ impl ContainerDir {
         let path = self.dir.with_extension("lock");
         FileLock::acquire(&path).map_err(io_err("lock", &path))
     }
+}
+
+/// A state file from a newer emubuild is refused rather than misread.
+fn check_version(path: &Path, version: u32) -> Result<(), StoreError> {
+    if version > STATE_VERSION {
+        return Err(StoreError::BadState {
+            path: path.to_path_buf(),
+            reason: format!(
+                "it is of state format {version}, newer than this emubuild's ({STATE_VERSION}); use the emubuild that made it"
+            ),
+        });
+    }
+    Ok(())
 }
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, StoreError> {

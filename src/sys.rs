@@ -16,10 +16,10 @@ pub enum ForkError {
     #[error("cannot fork: this process has {0} threads, and forking is only sound with one")]
     Threads(usize),
     /// The thread count could not be read.
-    #[error("cannot fork: cannot count this process's threads in /proc/self/task: {0}")]
+    #[error("cannot fork: cannot count this process's threads in /proc/self/task")]
     Count(#[source] std::io::Error),
     /// fork(2) failed.
-    #[error("cannot fork: {0}")]
+    #[error("cannot fork")]
     Fork(#[source] nix::Error),
 }
 
@@ -202,4 +202,47 @@ pub fn make_readonly_recursive(fd: &impl AsRawFd) -> std::io::Result<()> {
     } else {
         Err(std::io::Error::last_os_error())
     }
+}
+
+/// Makes `cmd`'s child, between fork and exec, enter a user and mount namespace of its own
+/// (root there, mapped to our IDs), mount a private binfmt_misc instance over
+/// `/proc/sys/fs/binfmt_misc` (Linux 6.7+), and register `line` in it: the program it then
+/// executes runs through that handler alone, and no other process sees it.
+pub fn in_private_binfmt(cmd: &mut std::process::Command, line: &str) -> std::io::Result<()> {
+    use std::ffi::CString;
+    use std::os::unix::process::CommandExt;
+    let invalid = |e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e);
+    let uid_map = format!("0 {} 1", nix::unistd::geteuid()).into_bytes();
+    let gid_map = format!("0 {} 1", nix::unistd::getegid()).into_bytes();
+    let line = line.as_bytes().to_vec();
+    let mount_point = CString::new("/proc/sys/fs/binfmt_misc").map_err(invalid)?;
+    let register = CString::new("/proc/sys/fs/binfmt_misc/register").map_err(invalid)?;
+    let fstype = CString::new("binfmt_misc").map_err(invalid)?;
+    let write_file = |path: &std::ffi::CStr, data: &[u8]| -> std::io::Result<()> {
+        let fd = rustix::fs::open(path, rustix::fs::OFlags::WRONLY, rustix::fs::Mode::empty())?;
+        rustix::io::write(&fd, data)?;
+        Ok(())
+    };
+    // SAFETY: the closure runs in the child between fork and exec. It allocates nothing (every
+    // string was built above) and makes only system calls: unshare, open, write, mount.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::sched::unshare(
+                nix::sched::CloneFlags::CLONE_NEWUSER | nix::sched::CloneFlags::CLONE_NEWNS,
+            )?;
+            write_file(c"/proc/self/setgroups", b"deny")?;
+            write_file(c"/proc/self/uid_map", &uid_map)?;
+            write_file(c"/proc/self/gid_map", &gid_map)?;
+            nix::mount::mount(
+                Some(fstype.as_c_str()),
+                mount_point.as_c_str(),
+                Some(fstype.as_c_str()),
+                nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
+                None::<&std::ffi::CStr>,
+            )?;
+            write_file(&register, &line)?;
+            Ok(())
+        });
+    }
+    Ok(())
 }

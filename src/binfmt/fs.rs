@@ -11,6 +11,9 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::entry::{Entry, EntryError, Registration};
+use super::exec::{self, ExecError, ExecOutput};
+use super::kernel::Kernel;
+use crate::host::Host;
 
 /// Where binfmt_misc lives normally.
 pub const DEFAULT_ROOT: &str = "/proc/sys/fs/binfmt_misc";
@@ -20,14 +23,13 @@ pub const DEFAULT_ROOT: &str = "/proc/sys/fs/binfmt_misc";
 pub enum FsError {
     /// binfmt_misc is not mounted and could not be mounted.
     #[error(
-        "binfmt_misc is not mounted at `{root}` and mounting it failed ({source}); run as root (in a container: `docker run --privileged`), or mount it: `mount -t binfmt_misc binfmt_misc {root}`"
+        "binfmt_misc is not mounted at `{root}` and mounting it failed ({errno}); run as root (in a container: `docker run --privileged`), or mount it: `mount -t binfmt_misc binfmt_misc {root}`"
     )]
     Mount {
         /// The mount point.
         root: PathBuf,
-        /// The cause.
-        #[source]
-        source: nix::Error,
+        /// What mount(2) said.
+        errno: nix::Error,
     },
     /// binfmt_misc is not mounted (and we were asked not to mount it).
     #[error(
@@ -98,6 +100,27 @@ fn io_err(action: &'static str, path: &Path, source: io::Error) -> FsError {
     }
 }
 
+/// The error for a refused registration: what the errno means here and what to do.
+pub(crate) fn register_error(reg: &Registration, line: &str, source: io::Error) -> FsError {
+    let reason = match source.raw_os_error() {
+        Some(libc::EEXIST) => format!("an entry named `{}` exists already", reg.name),
+        Some(libc::ENOENT) => format!(
+            "the interpreter `{}` does not exist (the F flag opens it now)",
+            reg.interpreter
+        ),
+        Some(libc::EACCES) | Some(libc::EPERM) => {
+            "permission denied; run as root (in a container: `docker run --privileged`)".into()
+        }
+        Some(libc::EINVAL) => format!("the kernel rejected the line `{line}` as invalid"),
+        _ => "write failed".into(),
+    };
+    FsError::Register {
+        name: reg.name.clone(),
+        reason,
+        source,
+    }
+}
+
 /// Which binfmt_misc instance a mount shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -121,16 +144,20 @@ impl Instance {
     }
 }
 
-/// A handle on one binfmt_misc mount.
+/// A handle on one binfmt_misc mount of this machine: the real [`Kernel`].
 #[derive(Debug, Clone)]
 pub struct BinfmtFs {
     root: PathBuf,
+    host: &'static Host,
 }
 
 impl BinfmtFs {
     /// A handle on the mount at `root` (not checked yet).
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        BinfmtFs { root: root.into() }
+        BinfmtFs {
+            root: root.into(),
+            host: Host::detect(),
+        }
     }
 
     /// The mount point.
@@ -151,7 +178,7 @@ impl BinfmtFs {
         if !self.root.is_dir() {
             return Err(FsError::Mount {
                 root: self.root.clone(),
-                source: nix::Error::ENOENT,
+                errno: nix::Error::ENOENT,
             });
         }
         // binfmt_misc's own place may hold nothing else; any other directory must be empty, so
@@ -172,9 +199,9 @@ impl BinfmtFs {
                 | nix::mount::MsFlags::MS_NOEXEC,
             None::<&str>,
         )
-        .map_err(|source| FsError::Mount {
+        .map_err(|errno| FsError::Mount {
             root: self.root.clone(),
-            source,
+            errno,
         })?;
         Ok(true)
     }
@@ -242,26 +269,8 @@ impl BinfmtFs {
             .write(true)
             .open(&p)
             .map_err(|e| io_err("open", &p, e))?;
-        f.write_all(line.as_bytes()).map_err(|source| {
-            let reason = match source.raw_os_error() {
-                Some(libc::EEXIST) => format!("an entry named `{}` exists already", reg.name),
-                Some(libc::ENOENT) => format!(
-                    "the interpreter `{}` does not exist (the F flag opens it now)",
-                    reg.interpreter
-                ),
-                Some(libc::EACCES) | Some(libc::EPERM) => {
-                    "permission denied; run as root (in a container: `docker run --privileged`)"
-                        .into()
-                }
-                Some(libc::EINVAL) => format!("the kernel rejected the line `{line}` as invalid"),
-                _ => "write failed".into(),
-            };
-            FsError::Register {
-                name: reg.name.clone(),
-                reason,
-                source,
-            }
-        })
+        f.write_all(line.as_bytes())
+            .map_err(|source| register_error(reg, &line, source))
     }
 
     fn write_control(&self, name: &str, value: &str) -> Result<(), FsError> {
@@ -308,6 +317,61 @@ impl BinfmtFs {
             Ok(m) if m.uid() != overflow => Instance::Private,
             _ => Instance::HostFromUserNamespace,
         }
+    }
+}
+
+impl Kernel for BinfmtFs {
+    fn root(&self) -> &Path {
+        &self.root
+    }
+    fn host(&self) -> &Host {
+        self.host
+    }
+    fn is_mounted(&self) -> bool {
+        BinfmtFs::is_mounted(self)
+    }
+    fn ensure_mounted(&self) -> Result<bool, FsError> {
+        BinfmtFs::ensure_mounted(self)
+    }
+    fn instance(&self) -> Instance {
+        BinfmtFs::instance(self)
+    }
+    fn enabled(&self) -> Result<bool, FsError> {
+        BinfmtFs::enabled(self)
+    }
+    fn entries(&self) -> Result<Vec<Entry>, FsError> {
+        BinfmtFs::entries(self)
+    }
+    fn entry(&self, name: &str) -> Result<Option<Entry>, FsError> {
+        BinfmtFs::entry(self, name)
+    }
+    fn register(&self, reg: &Registration) -> Result<(), FsError> {
+        tracing::debug!(name = %reg.name, interpreter = %reg.interpreter, flags = %reg.flags, root = %self.root.display(), "registering a binfmt_misc handler");
+        BinfmtFs::register(self, reg)
+    }
+    fn remove(&self, name: &str) -> Result<(), FsError> {
+        tracing::debug!(name, root = %self.root.display(), "removing a binfmt_misc entry");
+        BinfmtFs::remove(self, name)
+    }
+    fn set_enabled(&self, name: &str, on: bool) -> Result<(), FsError> {
+        BinfmtFs::set_enabled(self, name, on)
+    }
+    fn exec(&self, name: &str, program: &[u8], argv0: &str) -> Result<ExecOutput, ExecError> {
+        let file = exec::write_executable(name, program)?;
+        exec::run(file.path(), argv0)
+    }
+    fn exec_in_scratch(
+        &self,
+        reg: &Registration,
+        name: &str,
+        program: &[u8],
+        argv0: &str,
+    ) -> Result<ExecOutput, ExecError> {
+        let line = reg
+            .encode()
+            .map_err(|e| ExecError::NoScratch(e.to_string()))?;
+        let file = exec::write_executable(name, program)?;
+        exec::in_scratch(file.path(), argv0, &line)
     }
 }
 

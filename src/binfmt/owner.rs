@@ -14,12 +14,10 @@ use sha2::{Digest, Sha256};
 
 use super::entry::{Entry, Registration};
 
-/// The directory for runtime state: `$BINFMTCTL_STATE_DIR`, else `/run/binfmtctl` as root,
-/// else `$XDG_RUNTIME_DIR/binfmtctl`, else a per-user directory in `/tmp`.
+/// The default directory for runtime state: `/run/binfmtctl` as root, else
+/// `$XDG_RUNTIME_DIR/binfmtctl`, else a per-user directory in `/tmp` (`--state-dir`, or
+/// `$BINFMTCTL_STATE_DIR`, chooses another).
 pub fn state_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("BINFMTCTL_STATE_DIR") {
-        return PathBuf::from(d);
-    }
     if nix::unistd::geteuid().is_root() && super::fs::in_initial_user_namespace() {
         return PathBuf::from("/run/binfmtctl");
     }

@@ -1,26 +1,27 @@
 //! Probe programs: one tiny static program per QEMU target (`probes/`, built from assembly with
-//! Debian's cross binutils), embedded in the binary. `verify` writes one to a temporary file and
-//! executes it through the kernel, so the registered handler, not QEMU called by hand, runs it.
-
-use std::io::{self, Read};
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+//! Debian's cross binutils), embedded in the binary. Each prints `binfmtctl-probe <target>` and
+//! then its own argv[0]. `verify` executes one through the kernel, so the registered handler,
+//! not QEMU called by hand, runs it; started with a chosen argv[0] under a P handler in a
+//! scratch instance, it also tells whether the emulator honours P.
 
 use serde::Serialize;
 
+use super::entry::Registration;
+use super::exec::{ExecError, ExecOutput};
+use super::kernel::Kernel;
+
 include!(concat!(env!("OUT_DIR"), "/probes.rs"));
 
-/// How long a probe may take before it counts as hung (QEMU starts in ~20 ms).
-pub const PROBE_TIMEOUT: Duration = Duration::from_secs(20);
+/// The argv[0] a probe is started with: under a handler with P it sees exactly this, without
+/// P (or under an emulator that ignores P) it sees its own path.
+pub const ARGV0: &str = "binfmtctl-argv0-check";
 
 /// The probe program for a target, if one ships.
 pub fn program(target: &str) -> Option<&'static [u8]> {
     PROBES.iter().find(|(n, _)| *n == target).map(|(_, p)| *p)
 }
 
-/// What a probe prints when it runs correctly.
+/// The first line a probe prints when it runs correctly (the second is its argv[0]).
 pub fn expected_output(target: &str) -> String {
     format!("binfmtctl-probe {target}\n")
 }
@@ -34,6 +35,9 @@ pub struct ProbeResult {
     pub outcome: Outcome,
     /// A one-line explanation (what it printed, the exit status, or why it could not run).
     pub detail: String,
+    /// Whether the program saw the argv[0] it was started with (P honoured), when it ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub argv0_preserved: Option<bool>,
 }
 
 /// How a probe went.
@@ -61,150 +65,114 @@ impl ProbeResult {
     }
 }
 
-/// Runs the target's probe through the kernel (exec of a foreign ELF file).
-pub fn run(target: &str) -> ProbeResult {
-    let result = |passed: bool, detail: String| ProbeResult {
+/// The file name a probe is written under.
+fn file_name(target: &str) -> String {
+    format!("probe-{target}")
+}
+
+/// What a probe's output says: (ran correctly, the argv[0] it saw if it printed one).
+fn read_output(target: &str, out: &ExecOutput) -> (bool, Option<String>) {
+    let mut lines = out.stdout.split_inclusive('\n');
+    let first_ok = lines.next() == Some(expected_output(target).as_str());
+    let argv0 = lines
+        .next()
+        .and_then(|l| l.strip_suffix('\n'))
+        .map(str::to_string);
+    let rest_empty = lines.next().is_none();
+    (out.status == Some(0) && first_ok && rest_empty, argv0)
+}
+
+/// Runs the target's probe through the kernel (exec of a foreign ELF file), as any program
+/// of that architecture would run here.
+pub fn run(kernel: &dyn Kernel, target: &str) -> ProbeResult {
+    let result = |outcome: Outcome, detail: String, argv0_preserved: Option<bool>| ProbeResult {
         target: target.to_string(),
-        outcome: if passed {
-            Outcome::Passed
-        } else {
-            Outcome::Failed
-        },
+        outcome,
         detail,
+        argv0_preserved,
     };
     let Some(bytes) = program(target) else {
-        return ProbeResult {
-            target: target.to_string(),
-            outcome: Outcome::NoProbe,
-            detail: format!("not run: no probe program ships for {target} (see probes/README.md)"),
-        };
+        return result(
+            Outcome::NoProbe,
+            format!("not run: no probe program ships for {target} (see probes/README.md)"),
+            None,
+        );
     };
-    let file = match write_executable(target, bytes) {
-        Ok(f) => f,
-        Err(e) => return result(false, format!("cannot write the probe program: {e}")),
-    };
-    match run_with_timeout(file.path(), PROBE_TIMEOUT) {
-        Ok((status, stdout, stderr)) => {
-            let want = expected_output(target);
-            if status == Some(0) && stdout == want {
-                result(true, format!("printed `{}`", want.trim_end()))
+    match kernel.exec(&file_name(target), bytes, ARGV0) {
+        Ok(out) => {
+            let (ok, argv0) = read_output(target, &out);
+            let preserved = argv0.as_deref().map(|a| a == ARGV0);
+            if ok {
+                let want = expected_output(target);
+                result(
+                    Outcome::Passed,
+                    format!("printed `{}`", want.trim_end()),
+                    preserved,
+                )
             } else {
-                let status = status.map_or("was killed".to_string(), |c| format!("exited {c}"));
-                let mut detail = format!("{status}, printed {:?}", stdout);
-                if !stderr.trim().is_empty() {
-                    detail.push_str(&format!(", stderr {:?}", stderr.trim()));
+                let status = out
+                    .status
+                    .map_or("was killed".to_string(), |c| format!("exited {c}"));
+                let mut detail = format!("{status}, printed {:?}", out.stdout);
+                if !out.stderr.trim().is_empty() {
+                    detail.push_str(&format!(", stderr {:?}", out.stderr.trim()));
                 }
-                result(false, detail)
+                result(Outcome::Failed, detail, None)
             }
         }
-        Err(e) if e.raw_os_error() == Some(libc::ENOEXEC) => result(
-            false,
-            format!("exec format error: no enabled handler runs {target} programs"),
+        Err(e) => result(
+            Outcome::Failed,
+            exec_failure(kernel, target, bytes, &e),
+            None,
         ),
-        Err(e) if e.kind() == io::ErrorKind::TimedOut => result(
-            false,
-            format!("did not finish within {} s", PROBE_TIMEOUT.as_secs()),
-        ),
-        Err(e) => result(false, format!("could not execute: {e}")),
     }
 }
 
-/// A temporary executable file that is removed on drop.
-pub struct TempExecutable {
-    _dir: tempfile::TempDir,
-    path: PathBuf,
-}
-
-impl TempExecutable {
-    /// Its path.
-    pub fn path(&self) -> &Path {
-        &self.path
+/// Why exec failed, in terms of the handler the kernel chose.
+fn exec_failure(kernel: &dyn Kernel, target: &str, program: &[u8], e: &ExecError) -> String {
+    let handler = || kernel.handler_for(program, Some(&file_name(target)));
+    match e.errno() {
+        Some(libc::ENOEXEC) => {
+            format!("exec format error: no enabled handler runs {target} programs")
+        }
+        // The probe was written a moment ago: ENOENT is the handler's interpreter.
+        Some(libc::ENOENT) => match handler() {
+            Some(h) if !h.flags.fix_binary => format!(
+                "{e}: the handler `{}` names the interpreter `{}`, which does not exist in this mount namespace (a chroot or container), and it lacks the F flag that would have opened it at registration; `binfmtctl install --replace {target}` registers it with F, or make `{}` visible here",
+                h.name, h.interpreter, h.interpreter
+            ),
+            Some(h) => format!(
+                "{e}: the handler `{}` (interpreter `{}`) could not start it",
+                h.name, h.interpreter
+            ),
+            None => e.to_string(),
+        },
+        _ => e.to_string(),
     }
 }
 
-/// Writes `bytes` as an executable file in a directory that allows exec: `$TMPDIR`, else
-/// `/dev/shm`, else `/run`, else `/var/tmp` (the first whose mount is not `noexec`).
-pub fn write_executable(name: &str, bytes: &[u8]) -> io::Result<TempExecutable> {
-    let mut candidates: Vec<PathBuf> = vec![std::env::temp_dir()];
-    candidates.extend(["/dev/shm", "/run", "/var/tmp"].map(PathBuf::from));
-    let mut last = io::Error::other("no writable directory allows executing files");
-    for base in candidates {
-        if is_noexec(&base) {
-            continue;
-        }
-        let dir = match tempfile::Builder::new()
-            .prefix("binfmtctl-")
-            .tempdir_in(&base)
-        {
-            Ok(d) => d,
-            Err(e) => {
-                last = e;
-                continue;
-            }
-        };
-        let path = dir.path().join(format!("probe-{name}"));
-        std::fs::write(&path, bytes)?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
-        return Ok(TempExecutable { _dir: dir, path });
+/// Does `reg`'s emulator honour the P flag? Runs the target's probe through a scratch
+/// instance holding `reg` with P set (no other process sees it) and reads back the argv[0]
+/// the program saw. Err says why it could not be told (no scratch instance here, no probe).
+pub fn preserves_argv0(
+    kernel: &dyn Kernel,
+    target: &str,
+    reg: &Registration,
+) -> Result<bool, String> {
+    let bytes = program(target).ok_or_else(|| format!("no probe program ships for {target}"))?;
+    let mut with_p = reg.clone();
+    with_p.flags.preserve_argv0 = true;
+    let out = kernel
+        .exec_in_scratch(&with_p, &file_name(target), bytes, ARGV0)
+        .map_err(|e| e.to_string())?;
+    match read_output(target, &out) {
+        (true, Some(argv0)) => Ok(argv0 == ARGV0),
+        (true, None) => Err("the probe program does not report its argv[0]".into()),
+        (false, _) => Err(format!(
+            "the probe failed under the emulator (exit {:?}, printed {:?})",
+            out.status, out.stdout
+        )),
     }
-    Err(last)
-}
-
-fn is_noexec(dir: &Path) -> bool {
-    nix::sys::statvfs::statvfs(dir)
-        .map(|s| s.flags().contains(nix::sys::statvfs::FsFlags::ST_NOEXEC))
-        .unwrap_or(true)
-}
-
-/// Runs a program with no arguments, collecting its output, killing it after `timeout`.
-/// Retries briefly on ETXTBSY (another thread may still hold the freshly written file open).
-pub fn run_with_timeout(
-    program: &Path,
-    timeout: Duration,
-) -> io::Result<(Option<i32>, String, String)> {
-    let mut attempts = 0;
-    let mut child = loop {
-        match Command::new(program)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-        {
-            Ok(c) => break c,
-            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && attempts < 50 => {
-                attempts += 1;
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Err(e) => return Err(e),
-        }
-    };
-    let mut out = child.stdout.take().expect("piped");
-    let mut err = child.stderr.take().expect("piped");
-    let out_reader = std::thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = out.by_ref().take(64 * 1024).read_to_end(&mut s);
-        s
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = err.by_ref().take(64 * 1024).read_to_end(&mut s);
-        s
-    });
-    let start = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait()? {
-            break st;
-        }
-        if start.elapsed() > timeout {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(io::Error::new(io::ErrorKind::TimedOut, "timed out"));
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    };
-    let stdout = String::from_utf8_lossy(&out_reader.join().unwrap_or_default()).into_owned();
-    let stderr = String::from_utf8_lossy(&err_reader.join().unwrap_or_default()).into_owned();
-    Ok((status.code(), stdout, stderr))
 }
 
 #[cfg(test)]
@@ -223,7 +191,7 @@ mod tests {
                 target.matches_header(bytes),
                 "probe {name} does not match its target's magic"
             );
-            let info = crate::elf::inspect_bytes(Path::new(name), bytes).unwrap();
+            let info = crate::elf::inspect_bytes(std::path::Path::new(name), bytes).unwrap();
             assert!(info.is_static, "probe {name} is dynamic");
             assert_eq!(info.target.as_deref(), Some(*name));
             assert!(bytes.len() < 4096, "probe {name} is {} bytes", bytes.len());
@@ -240,7 +208,27 @@ mod tests {
     #[test]
     fn host_probe_runs_natively() {
         let host = Table::get().host().unwrap();
-        let r = run(&host.name);
+        let r = run(&crate::binfmt::BinfmtFs::new("/nonexistent"), &host.name);
         assert!(r.passed(), "{r:?}");
+    }
+
+    #[test]
+    fn output_is_read_line_by_line() {
+        let out = |s: &str, status| ExecOutput {
+            status: Some(status),
+            stdout: s.into(),
+            stderr: String::new(),
+        };
+        assert_eq!(
+            read_output("arm", &out("binfmtctl-probe arm\nx\n", 0)),
+            (true, Some("x".into()))
+        );
+        assert_eq!(
+            read_output("arm", &out("binfmtctl-probe arm\n", 0)),
+            (true, None)
+        );
+        assert!(!read_output("arm", &out("binfmtctl-probe arm\nx\n", 1)).0);
+        assert!(!read_output("arm", &out("binfmtctl-probe s390x\nx\n", 0)).0);
+        assert!(!read_output("arm", &out("binfmtctl-probe arm\nx\ny\n", 0)).0);
     }
 }

@@ -1,10 +1,11 @@
 //! Command-line front ends. Argument structs (clap derive) sit apart from the code that runs
 //! them; every command returns an [`Exit`] so the binaries stay a line long.
 
-mod binfmt_compat;
 pub mod binfmtctl;
+pub mod common;
 pub mod emubuild;
-mod output;
+pub mod logging;
+pub mod printer;
 
 use std::process::ExitCode;
 
@@ -44,25 +45,15 @@ impl std::fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
-/// Prints an error chain the way ripgrep does (`{:#}`), and maps it to an exit status.
-/// The error and its causes, `a: b: c`, leaving out a cause whose text the message before it
-/// already holds (most of our errors say their cause themselves).
+/// The error and its causes, `a: b: c`, as ripgrep prints them (`{:#}`). Error messages never
+/// repeat their cause's text themselves, so every link is printed once.
 fn chain_text(err: &anyhow::Error) -> String {
-    let mut text = String::new();
-    for cause in err.chain() {
-        let c = cause.to_string();
-        if text.is_empty() {
-            text = c;
-        } else if !text.contains(&c) {
-            text.push_str(": ");
-            text.push_str(&c);
-        }
-    }
-    text
+    format!("{err:#}")
 }
 
-pub(crate) fn report_error(prog: &str, err: &anyhow::Error) -> Exit {
-    eprintln!("{prog}: error: {}", chain_text(err));
+/// Prints an error chain and maps it to an exit status: usage errors exit 2, failures 1.
+pub(crate) fn report_error(printer: &printer::Printer, err: &anyhow::Error) -> Exit {
+    printer.error(chain_text(err));
     if err.downcast_ref::<UsageError>().is_some() {
         Exit::Usage
     } else {
@@ -75,10 +66,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn causes_already_said_are_not_repeated() {
-        let inner = std::io::Error::other("disk on fire");
-        let e = anyhow::Error::new(inner).context("cannot write `x`: disk on fire");
-        assert_eq!(chain_text(&e), "cannot write `x`: disk on fire");
+    fn causes_are_printed_once_each() {
         let e =
             anyhow::Error::new(std::io::Error::other("disk on fire")).context("cannot write `x`");
         assert_eq!(chain_text(&e), "cannot write `x`: disk on fire");

@@ -69,10 +69,8 @@ impl Cache {
     }
 
     /// The default location (see the module documentation).
+    /// (`--cache-dir` and `$BINFMTCTL_CACHE_DIR` are read with the other settings.)
     pub fn default_dir() -> PathBuf {
-        if let Some(d) = std::env::var_os("BINFMTCTL_CACHE_DIR") {
-            return PathBuf::from(d);
-        }
         if nix::unistd::geteuid().is_root() && crate::binfmt::fs::in_initial_user_namespace() {
             return PathBuf::from("/var/cache/binfmtctl");
         }

@@ -18,7 +18,7 @@ pub const MAX_FILE: u64 = 512 * 1024 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum DebError {
     /// Reading the archive failed (network or damaged data).
-    #[error("reading the package failed: {0}")]
+    #[error("reading the package failed")]
     Read(#[source] io::Error),
     /// The archive has no data member.
     #[error("the package has no data.tar member")]

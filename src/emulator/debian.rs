@@ -74,7 +74,7 @@ pub enum FetchError {
         reason: String,
     },
     /// The package could not be read.
-    #[error("`{url}`: {source}")]
+    #[error("`{url}`")]
     Deb {
         /// The package URL.
         url: String,
@@ -99,8 +99,8 @@ pub struct FetchOptions {
     pub keyring: PathBuf,
     /// The cache.
     pub cache: Cache,
-    /// No progress bars.
-    pub quiet: bool,
+    /// Where download progress goes.
+    pub progress: crate::progress::SharedReporter,
 }
 
 /// One target's outcome.
@@ -120,7 +120,7 @@ pub struct FetchReport {
     /// (target, result).
     pub results: Vec<(String, Result<Fetched, String>)>,
     /// Things worth saying.
-    pub warnings: Vec<String>,
+    pub warnings: Vec<crate::warning::Warning>,
 }
 
 /// Only cache hits, no network. Err(reason) when a cached file no longer matches its record.
@@ -169,7 +169,9 @@ pub fn fetch(
                 needed.push(t);
             }
             Err(why) => {
-                report.warnings.push(format!("{why}; fetching it again"));
+                report
+                    .warnings
+                    .push(crate::warning::Warning::CacheDamaged { why });
                 slots.push((t.name.clone(), None));
                 needed.push(t);
             }
@@ -195,7 +197,7 @@ fn download_and_extract(
 ) -> Result<HashMap<String, Result<Fetched, String>>, FetchError> {
     let host = Table::get().host().ok_or(FetchError::UnknownHost)?;
     let arch = host.debian.first().ok_or(FetchError::UnknownHost)?.clone();
-    let dl = Downloader::new(opts.quiet);
+    let dl = Downloader::new(opts.progress.clone());
     let keyring = Keyring::load(&opts.keyring)?;
 
     // 1. The signed index.

@@ -1,10 +1,10 @@
 //! HTTP downloads from the mirror: a blocking client, a few retries on network errors (never on
-//! integrity errors), an optional progress bar on a terminal, and a size cap on everything read.
+//! integrity errors), progress through the caller's reporter, and a size cap on everything read.
 
-use std::io::{IsTerminal, Read};
+use std::io::Read;
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressStyle};
+use crate::progress::{Counting, SharedReporter};
 
 /// How many times a request is tried.
 pub const ATTEMPTS: u32 = 3;
@@ -56,22 +56,19 @@ impl DownloadError {
 /// A client for one fetch.
 pub struct Downloader {
     client: reqwest::blocking::Client,
-    progress: bool,
+    progress: SharedReporter,
 }
 
 impl Downloader {
-    /// A client; `quiet` hides progress bars (they only show on a terminal anyway).
-    pub fn new(quiet: bool) -> Downloader {
+    /// A client reporting each transfer's progress to `progress`.
+    pub fn new(progress: SharedReporter) -> Downloader {
         let client = reqwest::blocking::Client::builder()
             .connect_timeout(Duration::from_secs(15))
             .timeout(None)
             .user_agent(concat!("binfmtctl/", env!("CARGO_PKG_VERSION")))
             .build()
             .expect("HTTP client");
-        Downloader {
-            client,
-            progress: !quiet && std::io::stderr().is_terminal(),
-        }
+        Downloader { client, progress }
     }
 
     /// Opens a GET response (one attempt). The whole transfer must finish within a time that
@@ -133,15 +130,9 @@ impl Downloader {
                 Err(e) => return Err(FetchFailure::Download(e)),
             };
             let size = expected_size.or(resp.content_length());
-            let bar = self.bar(size, label);
-            let mut reader: Box<dyn Read> = match &bar {
-                Some(b) => Box::new(b.wrap_read(resp)),
-                None => Box::new(resp),
-            };
-            let out = f(&mut reader);
-            if let Some(b) = bar {
-                b.finish_and_clear();
-            }
+            let transfer = self.progress.start(label, size);
+            let out = f(&mut Counting::new(resp, transfer.as_ref()));
+            transfer.finish();
             match out {
                 Ok(v) => return Ok(v),
                 Err(BodyError::Stop(e)) => return Err(FetchFailure::Other(e)),
@@ -174,24 +165,6 @@ impl Downloader {
             Ok(v) => Ok(v),
             Err(FetchFailure::Download(e)) | Err(FetchFailure::Other(e)) => Err(e),
         }
-    }
-
-    fn bar(&self, size: Option<u64>, label: &str) -> Option<ProgressBar> {
-        if !self.progress {
-            return None;
-        }
-        let bar = match size {
-            Some(n) => ProgressBar::new(n),
-            None => ProgressBar::no_length(),
-        };
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{msg} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} {eta}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        bar.set_message(label.to_string());
-        Some(bar)
     }
 }
 

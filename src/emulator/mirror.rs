@@ -1,5 +1,5 @@
-//! Which Debian mirror to fetch from: `--mirror`, else `$BINFMTCTL_MIRROR`, else the Debian
-//! mirror in the system's apt sources (one-line `.list` and deb822 `.sources` files). No mirror's
+//! Which Debian mirror to fetch from: `--mirror` (or `$BINFMTCTL_MIRROR`, read with the other
+//! settings), else the Debian mirror in the system's apt sources (one-line `.list` and deb822 `.sources` files). No mirror's
 //! host name is built in.
 
 use std::path::Path;
@@ -20,11 +20,11 @@ pub enum MirrorError {
     BadUrl(String),
 }
 
-/// Picks the mirror: explicit, environment, then apt sources under `apt_dir` (`/etc/apt`).
+/// Picks the mirror: the one given, else the apt sources under `apt_dir` (`/etc/apt`).
 pub fn resolve(explicit: Option<&str>, apt_dir: &Path) -> Result<String, MirrorError> {
     let chosen = explicit
+        .filter(|s| !s.is_empty())
         .map(str::to_string)
-        .or_else(|| std::env::var(ENV).ok().filter(|s| !s.is_empty()))
         .or_else(|| from_apt_sources(apt_dir));
     let url = chosen.ok_or(MirrorError::NotFound)?;
     if !(url.starts_with("http://") || url.starts_with("https://")) {

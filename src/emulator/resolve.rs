@@ -11,6 +11,7 @@ use super::debian::{self, FetchOptions};
 use super::suites::Suite;
 use super::{Emulator, locate, mirror};
 use crate::arch::Target;
+use crate::warning::Warning;
 
 /// Where emulators may come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -40,50 +41,15 @@ pub struct Resolver<'a> {
     pub keyring: PathBuf,
     /// The cache.
     pub cache: Cache,
-    /// No progress bars.
-    pub quiet: bool,
+    /// Where download progress goes.
+    pub progress: crate::progress::SharedReporter,
     /// Never fetch (`install --dry-run`): a target that would need a download resolves to the
     /// path the cache would give it, with a warning saying a real run fetches it.
     pub offline: bool,
 }
 
 /// Each target's emulator or why there is none, plus warnings.
-pub type Resolved = (HashMap<String, Result<Emulator, String>>, Vec<String>);
-
-impl Resolver<'static> {
-    /// A resolver configured from the environment alone, as the commands without archive
-    /// options use it (the container entry, rootless emubuild): `$BINFMTCTL_SOURCE`,
-    /// `$BINFMTCTL_EMULATOR_DIR`, `$BINFMTCTL_SUITE`, `$BINFMTCTL_KEYRING`,
-    /// `$BINFMTCTL_CACHE_DIR` (and `$BINFMTCTL_MIRROR`, which mirror resolution reads itself).
-    pub fn from_env(quiet: bool) -> Result<Resolver<'static>, String> {
-        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        // The same names as `--source` (clap's value names).
-        let source = match var("BINFMTCTL_SOURCE") {
-            None => Source::Auto,
-            Some(v) => <Source as clap::ValueEnum>::from_str(&v, false)
-                .map_err(|_| format!("BINFMTCTL_SOURCE is `{v}`; use auto, system or debian"))?,
-        };
-        Ok(Resolver {
-            source,
-            dirs: var("BINFMTCTL_EMULATOR_DIR")
-                .map(|d| vec![d.into()])
-                .unwrap_or_default(),
-            suite: super::suites::Suites::get().resolve(var("BINFMTCTL_SUITE").as_deref())?,
-            mirror: None,
-            apt_dir: "/etc/apt".into(),
-            keyring: var("BINFMTCTL_KEYRING")
-                .unwrap_or_else(|| super::release::DEFAULT_KEYRING.into())
-                .into(),
-            cache: Cache::new(
-                var("BINFMTCTL_CACHE_DIR")
-                    .map(PathBuf::from)
-                    .unwrap_or_else(Cache::default_dir),
-            ),
-            quiet,
-            offline: false,
-        })
-    }
-}
+pub type Resolved = (HashMap<String, Result<Emulator, String>>, Vec<Warning>);
 
 impl Resolver<'_> {
     /// Resolves every target.
@@ -130,7 +96,7 @@ impl Resolver<'_> {
                 }
                 Ok(None) => misses.push(*t),
                 Err(why) => {
-                    warnings.push(format!("{why}; fetching it again"));
+                    warnings.push(Warning::CacheDamaged { why });
                     misses.push(*t);
                 }
             }
@@ -140,10 +106,10 @@ impl Resolver<'_> {
         }
         if self.offline {
             for t in misses {
-                warnings.push(format!(
-                    "no static emulator for {} is installed or cached; a real run fetches it from the Debian archive (suite {})",
-                    t.name, self.suite.name
-                ));
+                warnings.push(Warning::WouldFetch {
+                    target: t.name.clone(),
+                    suite: self.suite.name.clone(),
+                });
                 out.insert(
                     t.name.clone(),
                     Ok(Emulator {
@@ -168,7 +134,7 @@ impl Resolver<'_> {
             mirror,
             keyring: self.keyring.clone(),
             cache: self.cache.clone(),
-            quiet: self.quiet,
+            progress: self.progress.clone(),
         };
         match debian::fetch(&misses, self.suite, &opts) {
             Ok(report) => {

@@ -8,7 +8,7 @@ use std::str::FromStr;
 
 use sha2::{Digest, Sha256};
 
-use super::image::{MT_LAYER_GZIP, MT_LAYER_TAR, MT_LAYER_ZSTD};
+use super::document::{MT_LAYER_GZIP, MT_LAYER_TAR, MT_LAYER_ZSTD};
 use crate::digest::HashingWriter;
 
 /// How layers are compressed.

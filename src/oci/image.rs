@@ -3,157 +3,22 @@
 //! indexes followed, the best platform match (arm/v7 falls back to v6, v5...) preferred. Docker's
 //! media types are read too.
 
-use std::collections::BTreeMap;
-
-use serde::{Deserialize, Serialize};
-
+use super::document::{
+    Descriptor, Doc, ImageConfig, ImageIndex, ImageManifest, is_index, platform_of, ref_name,
+};
 use super::layout::{Layout, LayoutError};
 use crate::platform::Platform;
-
-/// OCI image index media type.
-pub const MT_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-/// OCI image manifest media type.
-pub const MT_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-/// OCI image config media type.
-pub const MT_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-/// Uncompressed layer.
-pub const MT_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
-/// Gzip layer.
-pub const MT_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-/// Zstd layer.
-pub const MT_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
-/// Docker manifest list.
-pub const MT_DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-/// Docker manifest.
-pub const MT_DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-/// The tag annotation.
-pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
-
-/// A platform as JSON documents carry it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct PlatformJson {
-    /// CPU architecture.
-    pub architecture: String,
-    /// Operating system.
-    pub os: String,
-    /// Variant.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub variant: Option<String>,
-    /// OS version.
-    #[serde(
-        rename = "os.version",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub os_version: Option<String>,
-    /// OS features.
-    #[serde(
-        rename = "os.features",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub os_features: Option<Vec<String>>,
-}
-
-impl PlatformJson {
-    /// Normalised.
-    pub fn platform(&self) -> Platform {
-        Platform::new(
-            &self.os,
-            &self.architecture,
-            self.variant.as_deref().unwrap_or(""),
-        )
-    }
-
-    /// From a normalised platform (variant only when it has one).
-    pub fn from_platform(p: &Platform) -> PlatformJson {
-        PlatformJson {
-            architecture: p.architecture.clone(),
-            os: p.os.clone(),
-            variant: p.variant().map(str::to_string),
-            os_version: None,
-            os_features: None,
-        }
-    }
-}
-
-/// A content descriptor.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct Descriptor {
-    /// Media type.
-    #[serde(default)]
-    pub media_type: String,
-    /// `sha256:...`.
-    pub digest: String,
-    /// Size in bytes.
-    pub size: u64,
-    /// Annotations.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub annotations: Option<BTreeMap<String, String>>,
-    /// Platform (index entries).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub platform: Option<PlatformJson>,
-}
-
-impl Descriptor {
-    /// The tag annotation, if any.
-    pub fn ref_name(&self) -> Option<&str> {
-        self.annotations.as_ref()?.get(REF_NAME).map(String::as_str)
-    }
-
-    /// Is this an index (OCI or Docker)?
-    pub fn is_index(&self) -> bool {
-        self.media_type == MT_INDEX || self.media_type == MT_DOCKER_LIST
-    }
-}
-
-/// An image index.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Index {
-    /// 2.
-    pub schema_version: u32,
-    /// Media type.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub media_type: Option<String>,
-    /// Entries.
-    #[serde(default)]
-    pub manifests: Vec<Descriptor>,
-    /// Annotations.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub annotations: Option<BTreeMap<String, String>>,
-}
-
-/// An image manifest.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Manifest {
-    /// 2.
-    pub schema_version: u32,
-    /// Media type.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub media_type: Option<String>,
-    /// The config blob.
-    pub config: Descriptor,
-    /// Layers, bottom first.
-    #[serde(default)]
-    pub layers: Vec<Descriptor>,
-    /// Annotations.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub annotations: Option<BTreeMap<String, String>>,
-}
 
 /// The image chosen for one platform.
 #[derive(Debug, Clone)]
 pub struct Selected {
     /// The manifest's descriptor.
     pub manifest_desc: Descriptor,
-    /// The manifest.
-    pub manifest: Manifest,
-    /// The config, as JSON (kept whole so nothing unknown is lost).
-    pub config: serde_json::Value,
-    /// The platform the config declares.
+    /// The manifest, with its bytes.
+    pub manifest: Doc<ImageManifest>,
+    /// The config, with its bytes (every field kept, modelled or not).
+    pub config: Doc<ImageConfig>,
+    /// The platform chosen (the descriptor's, else the config's).
     pub platform: Platform,
 }
 
@@ -208,19 +73,6 @@ pub enum SelectError {
     Malformed(String),
 }
 
-fn parse<T: for<'de> Deserialize<'de>>(v: serde_json::Value, what: &str) -> Result<T, SelectError> {
-    serde_json::from_value(v)
-        .map_err(|e| SelectError::Malformed(format!("{what} is malformed: {e}")))
-}
-
-/// The platform a config declares.
-pub fn config_platform(config: &serde_json::Value) -> Option<Platform> {
-    let arch = config.get("architecture")?.as_str()?;
-    let os = config.get("os")?.as_str().unwrap_or("linux");
-    let variant = config.get("variant").and_then(|v| v.as_str()).unwrap_or("");
-    Some(Platform::new(os, arch, variant))
-}
-
 /// Chooses the image in `layout` for `wanted`, by `tag` when given. With no platform asked for,
 /// as containerd does: this host's platform (or its best fallback) when the image has it; the
 /// only image when there is one; otherwise an error asking for `--platform`.
@@ -230,11 +82,11 @@ pub fn select(
     wanted: Option<&Platform>,
     source_ref: &str,
 ) -> Result<Selected, SelectError> {
-    let root: Index = parse(layout.index()?, "index.json")?;
+    let root = layout.index()?.typed;
     let tags: Vec<String> = root
-        .manifests
+        .manifests()
         .iter()
-        .filter_map(|d| d.ref_name().map(str::to_string))
+        .filter_map(|d| ref_name(d).map(str::to_string))
         .collect();
     let tags_s = if tags.is_empty() {
         "none".to_string()
@@ -244,9 +96,9 @@ pub fn select(
     let candidates: Vec<Descriptor> = match tag {
         Some(t) => {
             let c: Vec<_> = root
-                .manifests
+                .manifests()
                 .iter()
-                .filter(|d| d.ref_name() == Some(t))
+                .filter(|d| ref_name(d) == Some(t))
                 .cloned()
                 .collect();
             if c.is_empty() {
@@ -258,7 +110,7 @@ pub fn select(
             }
             c
         }
-        None => root.manifests.clone(),
+        None => root.manifests().clone(),
     };
     let mut seen = Vec::new();
     let mut best: Option<(u32, Selected)> = None;
@@ -266,7 +118,7 @@ pub fn select(
         walk(layout, d, wanted, 0, &mut seen, &mut best)?;
     }
     // Several tagged images and no tag: which one is meant is not for us to guess.
-    let mut names: Vec<&str> = candidates.iter().filter_map(|d| d.ref_name()).collect();
+    let mut names: Vec<&str> = candidates.iter().filter_map(ref_name).collect();
     names.sort_unstable();
     names.dedup();
     if tag.is_none() && names.len() > 1 {
@@ -315,30 +167,24 @@ fn walk(
         ));
     }
     // An entry whose platform cannot match is skipped without reading it.
-    if let (Some(p), Some(w)) = (&d.platform, wanted)
-        && p.platform().match_rank(w).is_none()
+    let declared = d.platform().as_ref().map(platform_of);
+    if let (Some(p), Some(w)) = (&declared, wanted)
+        && p.match_rank(w).is_none()
     {
-        seen.push(p.platform());
+        seen.push(p.clone());
         return Ok(());
     }
-    let doc = layout.json_blob(&d.digest, Some(d.size))?;
-    let is_index = d.is_index() || (d.media_type.is_empty() && doc.get("manifests").is_some());
-    if is_index {
-        let idx: Index = parse(doc, &format!("index {}", d.digest))?;
-        for child in &idx.manifests {
+    if is_index(d) {
+        let idx: Doc<ImageIndex> = layout.document(d, "image index")?;
+        for child in idx.typed.manifests() {
             walk(layout, child, wanted, depth + 1, seen, best)?;
         }
         return Ok(());
     }
-    let manifest: Manifest = parse(doc, &format!("manifest {}", d.digest))?;
-    let config = layout.json_blob(&manifest.config.digest, Some(manifest.config.size))?;
+    let manifest: Doc<ImageManifest> = layout.document(d, "image manifest")?;
+    let config: Doc<ImageConfig> = layout.document(manifest.typed.config(), "image config")?;
     // The index's word first, as containerd matches (the config's when the index gives none).
-    let platform = d
-        .platform
-        .as_ref()
-        .map(PlatformJson::platform)
-        .or_else(|| config_platform(&config))
-        .unwrap_or_else(Platform::host);
+    let platform = declared.unwrap_or_else(|| config.typed.platform());
     seen.push(platform.clone());
     let rank = match wanted {
         Some(w) => match platform.match_rank(w) {
@@ -428,7 +274,7 @@ mod tests {
         }
 
         fn top(&self, entries: Vec<serde_json::Value>) -> Layout {
-            let idx = json!({"schemaVersion": 2, "manifests": entries});
+            let idx = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": entries});
             std::fs::write(
                 self.dir.path().join("index.json"),
                 serde_json::to_vec(&idx).unwrap(),
@@ -477,7 +323,7 @@ mod tests {
         let l = f.top(vec![says_v6, v7]);
         let s = select(&l, None, Some(&"linux/arm/v7".parse().unwrap()), "oci:test").unwrap();
         assert_eq!(s.platform.to_string(), "linux/arm/v7");
-        assert_eq!(s.config["variant"], "v7");
+        assert_eq!(s.config.typed.spec.variant().as_deref(), Some("v7"));
         // With no platform on the descriptors, the config's is used.
         let f = Fixture::new();
         let l = f.top(vec![f.image(("s390x", ""), None)]);

@@ -7,6 +7,7 @@ use std::io::{self, Read};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use super::document::{self, Descriptor, Doc, ImageIndex};
 use crate::digest::HashingReader;
 
 /// The largest JSON document (index, manifest, config) read into memory.
@@ -174,27 +175,35 @@ impl Layout {
     }
 
     /// Reads and parses `index.json`.
-    pub fn index(&self) -> Result<serde_json::Value, LayoutError> {
+    pub fn index(&self) -> Result<Doc<ImageIndex>, LayoutError> {
         let p = self.dir.join("index.json");
         let bytes = std::fs::read(&p).map_err(|e| LayoutError::Io { path: p, source: e })?;
-        serde_json::from_slice(&bytes).map_err(|e| LayoutError::Json {
-            what: "index.json".into(),
-            dir: self.dir.clone(),
-            reason: e.to_string(),
-        })
+        let typed = self.parse(&bytes, "index.json", "image index")?;
+        Ok(Doc { typed, bytes })
     }
 
-    /// Reads a JSON blob and parses it.
-    pub fn json_blob(
+    /// Reads the blob a descriptor names, verified against its digest and size, and parses it
+    /// as `kind`.
+    pub fn document<T: for<'de> serde::Deserialize<'de>>(
         &self,
-        digest: &str,
-        size: Option<u64>,
-    ) -> Result<serde_json::Value, LayoutError> {
-        let bytes = self.read_blob(digest, size)?;
-        serde_json::from_slice(&bytes).map_err(|e| LayoutError::Json {
-            what: digest.to_string(),
+        d: &Descriptor,
+        kind: &'static str,
+    ) -> Result<Doc<T>, LayoutError> {
+        let bytes = self.read_blob(d.digest().as_ref(), Some(d.size()))?;
+        let typed = self.parse(&bytes, d.digest().as_ref(), kind)?;
+        Ok(Doc { typed, bytes })
+    }
+
+    fn parse<T: for<'de> serde::Deserialize<'de>>(
+        &self,
+        bytes: &[u8],
+        what: &str,
+        kind: &'static str,
+    ) -> Result<T, LayoutError> {
+        document::parse(bytes, what, kind).map_err(|e| LayoutError::Json {
+            what: what.to_string(),
             dir: self.dir.clone(),
-            reason: e.to_string(),
+            reason: format!("not a valid {kind}: {}", e.reason),
         })
     }
 }

@@ -8,7 +8,7 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use super::image::{Descriptor, Index, MT_INDEX, REF_NAME};
+use super::document::{Descriptor, ImageIndex, MediaType, ref_name, tagged, to_json};
 use super::layout::{Layout, LayoutError, sha256_hex};
 use crate::util::write_atomic;
 
@@ -123,31 +123,23 @@ impl LayoutWriter {
     pub fn tag(&self, tag: &str, desc: &Descriptor) -> Result<(), WriteError> {
         crate::util::sync_dir(&self.layout.dir().join("blobs/sha256"));
         let path = self.layout.dir().join("index.json");
-        let mut index: Index = if path.exists() {
-            serde_json::from_value(self.layout.index()?).map_err(|e| WriteError::Io {
-                action: "parse",
-                path: path.clone(),
-                source: io::Error::new(io::ErrorKind::InvalidData, e),
-            })?
+        let mut index: ImageIndex = if path.exists() {
+            self.layout.index()?.typed
         } else {
-            Index {
-                schema_version: 2,
-                media_type: Some(MT_INDEX.to_string()),
-                manifests: Vec::new(),
-                annotations: None,
-            }
+            ImageIndex::default()
         };
-        index.manifests.retain(|d| d.ref_name() != Some(tag));
-        let mut d = desc.clone();
-        let mut ann = d.annotations.take().unwrap_or_default();
-        ann.insert(REF_NAME.to_string(), tag.to_string());
-        d.annotations = Some(ann);
-        index.manifests.push(d);
-        if index.media_type.is_none() {
-            index.media_type = Some(MT_INDEX.to_string());
+        let mut entries: Vec<Descriptor> = index
+            .manifests()
+            .iter()
+            .filter(|d| ref_name(d) != Some(tag))
+            .cloned()
+            .collect();
+        entries.push(tagged(desc, tag));
+        index.set_manifests(entries);
+        if index.media_type().is_none() {
+            index.set_media_type(Some(MediaType::ImageIndex));
         }
-        let bytes = serde_json::to_vec(&index).expect("serialisable");
-        write_atomic(&path, &bytes, 0o644).map_err(io_err("write", &path))
+        write_atomic(&path, &to_json(&index), 0o644).map_err(io_err("write", &path))
     }
 }
 

@@ -13,7 +13,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use super::unpack::{OPAQUE, WHITEOUT_PREFIX, is_opaque, is_overlay_xattr};
+use super::overlay::{OPAQUE, WHITEOUT_PREFIX, is_opaque, is_overlay_xattr};
 
 /// Options.
 #[derive(Debug, Clone, Default)]
@@ -310,7 +310,7 @@ mod tests {
         };
         unpack_layer(&out[..], &back, &o).unwrap();
         let st = nix::sys::stat::lstat(&back.join("etc/gone")).unwrap();
-        assert!(crate::rootfs::unpack::is_whiteout(&st));
+        assert!(crate::rootfs::overlay::is_whiteout(&st));
         assert_eq!(
             xattr::get(back.join("opt/new"), "trusted.overlay.opaque").unwrap(),
             Some(b"y".to_vec())

@@ -21,7 +21,7 @@ fn topmost(
         let Ok(root) = open_root(l) else { continue };
         if let Ok(fd) = open_in_root(&root, rel, OFlag::O_PATH | OFlag::O_NOFOLLOW) {
             let st = nix::sys::stat::fstat(&fd).ok()?;
-            if super::unpack::is_whiteout(&st) {
+            if super::overlay::is_whiteout(&st) {
                 return Some(Err(()));
             }
             return Some(Ok((l.clone(), st)));

@@ -21,13 +21,11 @@ use nix::sys::stat::{FileStat, Mode, SFlag, UtimensatFlags};
 use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid};
 
+pub use super::overlay::XattrNamespace;
+use super::overlay::{OPAQUE, WHITEOUT_PREFIX, is_overlay_xattr};
 use super::within::{self, fd_path, open_in_root, split};
 use crate::digest::HashingReader;
-
-/// Prefix of whiteout files.
-pub const WHITEOUT_PREFIX: &str = ".wh.";
-/// The opaque-directory marker.
-pub const OPAQUE: &str = ".wh..wh..opq";
+use crate::warning::Warning;
 
 /// Errors while unpacking.
 #[derive(Debug, thiserror::Error)]
@@ -56,40 +54,6 @@ pub enum UnpackError {
     },
 }
 
-/// Where the overlay xattrs go: `trusted.` as real root, `user.` in a user namespace.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum XattrNamespace {
-    /// `trusted.overlay.*` (needs CAP_SYS_ADMIN in the initial namespace).
-    Trusted,
-    /// `user.overlay.*` (overlayfs mounted with `userxattr`).
-    User,
-}
-
-/// The opaque xattr in either namespace (a tree may come from a root or a rootless run).
-pub const OPAQUE_XATTRS: [&str; 2] = ["trusted.overlay.opaque", "user.overlay.opaque"];
-
-/// Is this xattr overlayfs's own bookkeeping (never part of a layer, never taken from one)?
-pub fn is_overlay_xattr(name: &[u8]) -> bool {
-    name.starts_with(b"trusted.overlay.") || name.starts_with(b"user.overlay.")
-}
-
-/// Is the directory at `path` (not followed if a symlink) marked opaque?
-pub fn is_opaque(path: &Path) -> bool {
-    OPAQUE_XATTRS
-        .iter()
-        .any(|n| matches!(xattr::get(path, n), Ok(Some(v)) if v == b"y"))
-}
-
-impl XattrNamespace {
-    /// The opaque xattr's name.
-    pub fn opaque(self) -> &'static str {
-        match self {
-            XattrNamespace::Trusted => "trusted.overlay.opaque",
-            XattrNamespace::User => "user.overlay.opaque",
-        }
-    }
-}
-
 /// Options.
 #[derive(Debug, Clone)]
 pub struct UnpackOptions {
@@ -110,7 +74,7 @@ pub struct UnpackStats {
     /// Entries applied.
     pub entries: u64,
     /// Things skipped.
-    pub warnings: Vec<String>,
+    pub warnings: Vec<Warning>,
 }
 
 /// Wraps a layer blob in the right decompressor (gzip, zstd, xz, or none), by magic bytes.
@@ -378,10 +342,9 @@ impl Unpacker<'_> {
                     _ => (SFlag::S_IFIFO, 0),
                 };
                 if self.opts.rootless && sflag != SFlag::S_IFIFO {
-                    self.stats.warnings.push(format!(
-                        "skipped device node /{} (needs real root)",
-                        rel.display()
-                    ));
+                    self.stats
+                        .warnings
+                        .push(Warning::SkippedDevice { path: rel.clone() });
                     return Ok(());
                 }
                 self.remove_existing(&dir, &name, &rel)?;
@@ -405,9 +368,10 @@ impl Unpacker<'_> {
                 .map_err(nix_err("set the time of", &rel))?;
             }
             other => {
-                self.stats
-                    .warnings
-                    .push(format!("skipped /{} of tar type {other:?}", rel.display()));
+                self.stats.warnings.push(Warning::SkippedEntry {
+                    path: rel.clone(),
+                    kind: format!("{other:?}"),
+                });
             }
         }
         Ok(())
@@ -424,10 +388,9 @@ impl Unpacker<'_> {
                             ext.value_bytes().to_vec(),
                         ));
                     } else {
-                        self.stats.warnings.push(format!(
-                            "dropped xattr {} from the layer",
-                            String::from_utf8_lossy(name)
-                        ));
+                        self.stats.warnings.push(Warning::DroppedXattr {
+                            name: String::from_utf8_lossy(name).into_owned(),
+                        });
                     }
                 }
             }
@@ -466,10 +429,12 @@ impl Unpacker<'_> {
         ) {
             Ok(()) => Ok(()),
             Err(e) if self.opts.rootless => {
-                self.stats.warnings.push(format!(
-                    "could not give /{} to {uid}:{gid} ({e})",
-                    rel.display()
-                ));
+                self.stats.warnings.push(Warning::Owner {
+                    path: rel.to_path_buf(),
+                    uid: uid.into(),
+                    gid: gid.into(),
+                    reason: e.to_string(),
+                });
                 Ok(())
             }
             Err(e) => Err(nix_err("change the owner of", rel)(e)),
@@ -487,11 +452,11 @@ impl Unpacker<'_> {
             if let Err(e) = xattr::set(fd_path(dir, name), k, v) {
                 // Some file systems or namespaces refuse some xattrs (trusted.* rootless,
                 // user.* on symlinks): keep going, but say so.
-                self.stats.warnings.push(format!(
-                    "could not set xattr {} on /{} ({e})",
-                    k.to_string_lossy(),
-                    rel.display()
-                ));
+                self.stats.warnings.push(Warning::Xattr {
+                    name: k.to_string_lossy().into_owned(),
+                    path: rel.to_path_buf(),
+                    reason: e.to_string(),
+                });
             }
         }
         Ok(())
@@ -551,14 +516,10 @@ fn is_dir(st: &FileStat) -> bool {
     SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR
 }
 
-/// Is this an overlayfs whiteout (a 0:0 character device)?
-pub fn is_whiteout(st: &FileStat) -> bool {
-    SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFCHR && st.st_rdev == 0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rootfs::overlay::is_whiteout;
 
     #[test]
     fn a_file_that_is_no_tar_is_named_as_such_without_its_content() {
@@ -817,7 +778,7 @@ mod tests {
             stats
                 .warnings
                 .iter()
-                .any(|w| w.contains("trusted.overlay.opaque"))
+                .any(|w| w.to_string().contains("trusted.overlay.opaque"))
         );
         assert_eq!(
             xattr::get(d.path().join("root/dir"), "trusted.overlay.opaque").unwrap(),

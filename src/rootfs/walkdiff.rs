@@ -20,7 +20,8 @@ use std::path::{Path, PathBuf};
 
 use nix::sys::stat::{Mode, SFlag};
 
-use super::unpack::{XattrNamespace, is_opaque, is_overlay_xattr, is_whiteout};
+use super::overlay::{XattrNamespace, is_opaque, is_overlay_xattr, is_whiteout};
+use crate::warning::Warning;
 
 /// The metadata of one entry, as far as a change is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,7 +99,12 @@ fn remove_any(path: &Path) -> io::Result<()> {
 
 /// Copies one entry that is not a directory from `src` to `dest` (which must not exist) with
 /// its owner, mode, xattrs and times. `rootless`: device nodes are skipped (reported).
-fn copy_entry(src: &Path, dest: &Path, m: &Metadata, warnings: &mut Vec<String>) -> io::Result<()> {
+fn copy_entry(
+    src: &Path,
+    dest: &Path,
+    m: &Metadata,
+    warnings: &mut Vec<Warning>,
+) -> io::Result<()> {
     let ft = m.file_type();
     if ft.is_file() {
         fs::copy(src, dest)?;
@@ -114,7 +120,10 @@ fn copy_entry(src: &Path, dest: &Path, m: &Metadata, warnings: &mut Vec<String>)
         };
         if let Err(e) = nix::sys::stat::mknod(dest, kind, Mode::from_bits_truncate(0o600), m.rdev())
         {
-            warnings.push(format!("{} not copied: {e}", src.display()));
+            warnings.push(Warning::NotCopied {
+                path: src.to_path_buf(),
+                reason: e.to_string(),
+            });
             return Ok(());
         }
     } else {
@@ -172,7 +181,7 @@ fn make_dir_like(src: &Path, dest: &Path, m: &Metadata) -> io::Result<()> {
 
 /// Copies the merged view of `lowers` (top first, overlay "diff" form) into `dest`, which must
 /// be an empty directory. Returns warnings (entries that could not be made).
-pub fn materialize(lowers: &[PathBuf], dest: &Path) -> io::Result<Vec<String>> {
+pub fn materialize(lowers: &[PathBuf], dest: &Path) -> io::Result<Vec<Warning>> {
     let mut warnings = Vec::new();
     for layer in lowers.iter().rev() {
         apply_layer(layer, dest, &mut warnings)?;
@@ -181,7 +190,7 @@ pub fn materialize(lowers: &[PathBuf], dest: &Path) -> io::Result<Vec<String>> {
 }
 
 /// Applies one layer directory (overlay "diff" form) on top of `dest`.
-pub fn apply_layer(layer: &Path, dest: &Path, warnings: &mut Vec<String>) -> io::Result<()> {
+pub fn apply_layer(layer: &Path, dest: &Path, warnings: &mut Vec<Warning>) -> io::Result<()> {
     let mut links: HashMap<(u64, u64), PathBuf> = HashMap::new();
     apply_dir(layer, dest, Path::new(""), &mut links, warnings)?;
     // Directory times last: creating their entries changed them.
@@ -193,7 +202,7 @@ fn apply_dir(
     dest: &Path,
     rel: &Path,
     links: &mut HashMap<(u64, u64), PathBuf>,
-    warnings: &mut Vec<String>,
+    warnings: &mut Vec<Warning>,
 ) -> io::Result<()> {
     for name in children(&layer.join(rel))? {
         let r = rel.join(&name);
@@ -297,7 +306,7 @@ struct Differ<'a> {
     made_dirs: Vec<PathBuf>,
     made: HashSet<PathBuf>,
     stats: DiffStats,
-    warnings: Vec<String>,
+    warnings: Vec<Warning>,
 }
 
 /// Writes into `upper` (an empty directory) what changed in `tree` since `before` was taken,
@@ -307,7 +316,7 @@ pub fn diff(
     before: &Index,
     upper: &Path,
     xattrs: XattrNamespace,
-) -> io::Result<(DiffStats, Vec<String>)> {
+) -> io::Result<(DiffStats, Vec<Warning>)> {
     let mut d = Differ {
         tree,
         upper,

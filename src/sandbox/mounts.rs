@@ -16,6 +16,7 @@ use nix::sys::stat::Mode;
 use super::report::{Errno, SetupError};
 use super::spec::{Network, RootFs, RunSpec};
 use crate::rootfs::within::{self, ensure_dir_recording, fd_path, open_in_root};
+use crate::warning::Warning;
 
 /// What setting up the root produced.
 #[derive(Debug, Default)]
@@ -23,7 +24,7 @@ pub struct Prepared {
     /// Paths (relative to the root) created only to mount on.
     pub created: Vec<PathBuf>,
     /// Notes for the user.
-    pub warnings: Vec<String>,
+    pub warnings: Vec<Warning>,
 }
 
 type Result<T> = std::result::Result<T, SetupError>;
@@ -271,7 +272,10 @@ pub fn setup(spec: &RunSpec) -> Result<Prepared> {
                 &mut prep.created,
             ) {
                 Ok(()) => {}
-                Err(e) => prep.warnings.push(format!("/{file} not provided: {e}")),
+                Err(e) => prep.warnings.push(Warning::NotProvided {
+                    path: file.into(),
+                    reason: e.to_string(),
+                }),
             }
         }
     }

@@ -1,12 +1,11 @@
-//! Before running: will the kernel run this platform's programs? Native programs run; foreign
+//! Before running: will the kernel run this platform's programs? Native programs (the host's
+//! one rule, `host::Host`) run; foreign
 //! ones need a binfmt_misc handler with the F flag (the emulator must be reachable from inside
 //! the sandbox). Fails early with the `binfmtctl` command that fixes it, instead of a bare
 //! "exec format error" later.
 
-use std::path::Path;
-
-use crate::arch::{Table, Target};
-use crate::binfmt::{BinfmtFs, manage};
+use crate::arch::Table;
+use crate::binfmt::Kernel;
 use crate::platform::Platform;
 
 /// Why a platform cannot run here.
@@ -78,35 +77,22 @@ pub enum Runner {
     Handler(String),
 }
 
-/// Does the host run this target's programs without emulation?
-pub fn is_native(target: &Target) -> bool {
-    match Table::get().host() {
-        Some(h) if h.name == target.name => true,
-        // x86_64 kernels run i386 programs.
-        Some(h) if h.name == "x86_64" && target.name == "i386" => true,
-        _ => false,
-    }
-}
-
-/// Checks that `platform`'s programs can run (binfmt_misc mounted at `root`). `sample` is the
-/// start of one of the image's programs, when there is one to read; otherwise the target's own
-/// magic stands for its programs.
+/// Checks that `platform`'s programs can run here. `sample` is the start of one of the image's
+/// programs, when there is one to read; otherwise the target's own magic stands for its programs.
 pub fn check(
+    kernel: &dyn Kernel,
     platform: &Platform,
-    root: &Path,
     sample: Option<&[u8]>,
 ) -> Result<Runner, Box<PreflightError>> {
     let target = Table::get()
         .for_platform(platform)
         .ok_or_else(|| Box::new(PreflightError::UnknownPlatform(platform.clone())))?;
-    if is_native(target) {
+    if kernel.host().runs_natively(target) {
+        tracing::info!(%platform, "runs natively");
         return Ok(Runner::Native);
     }
-    let host = Table::get()
-        .host()
-        .map_or("unknown".to_string(), |h| h.name.clone());
-    let fs = BinfmtFs::new(root);
-    if !fs.is_mounted() {
+    let host = kernel.host().target().name.clone();
+    if !kernel.is_mounted() {
         return Err(Box::new(PreflightError::NotMounted {
             platform: platform.clone(),
             host,
@@ -124,17 +110,20 @@ pub fn check(
         _ => target.magic.clone(),
     };
     header.resize(crate::binfmt::entry::MAX_MAGIC_END, 0);
-    match manage::handler_for(&fs, &header, None) {
+    match kernel.handler_for(&header, None) {
         Some(e) if !e.flags.fix_binary => Err(Box::new(PreflightError::NotFixed {
             platform: platform.clone(),
             handler: e.name,
             interpreter: e.interpreter,
             target: target.name.clone(),
         })),
-        Some(e) => Ok(Runner::Handler(e.name)),
+        Some(e) => {
+            tracing::info!(%platform, handler = %e.name, interpreter = %e.interpreter, flags = %e.flags, "runs through a binfmt_misc handler");
+            Ok(Runner::Handler(e.name))
+        }
         None => {
             // A matching entry that is disabled deserves its own message.
-            let disabled = fs
+            let disabled = kernel
                 .entries()
                 .unwrap_or_default()
                 .into_iter()
@@ -143,7 +132,7 @@ pub fn check(
                 Some(e) => Err(Box::new(PreflightError::Disabled {
                     platform: platform.clone(),
                     handler: e.name,
-                    root: root.display().to_string(),
+                    root: kernel.root().display().to_string(),
                     target: target.name.clone(),
                 })),
                 None => Err(Box::new(PreflightError::NoHandler {
@@ -153,5 +142,80 @@ pub fn check(
                 })),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::binfmt::fake::FakeKernel;
+    use crate::binfmt::{Flags, Registration};
+
+    fn p(s: &str) -> Platform {
+        s.parse().unwrap()
+    }
+
+    fn register(k: &FakeKernel, target: &str, flags: Flags) {
+        let path = format!("/q/qemu-{target}");
+        k.emulator(&path, target, true);
+        let t = Table::get().by_name(target).unwrap();
+        k.register(&Registration::for_target(t, &path, flags))
+            .unwrap();
+    }
+
+    #[test]
+    fn native_platforms_need_no_handler_on_each_host() {
+        for (host, native, foreign) in [
+            ("x86_64", &["linux/amd64", "linux/386"][..], "linux/arm64"),
+            (
+                "aarch64",
+                &["linux/arm64", "linux/arm/v7"][..],
+                "linux/amd64",
+            ),
+            ("ppc64le", &["linux/ppc64le"][..], "linux/s390x"),
+            ("s390x", &["linux/s390x"][..], "linux/ppc64le"),
+        ] {
+            let k = FakeKernel::new(host).unmounted();
+            for n in native {
+                assert_eq!(
+                    check(&k, &p(n), None).unwrap(),
+                    Runner::Native,
+                    "{host} {n}"
+                );
+            }
+            let e = check(&k, &p(foreign), None).unwrap_err();
+            assert!(
+                matches!(*e, PreflightError::NotMounted { .. }),
+                "{host}: {e}"
+            );
+        }
+        // arm64 without AArch32: arm needs a handler, and the message names it.
+        let k = FakeKernel::new("aarch64").without_compat();
+        let e = check(&k, &p("linux/arm/v7"), None).unwrap_err();
+        assert!(e.to_string().contains("binfmtctl install arm"), "{e}");
+    }
+
+    #[test]
+    fn handlers_must_have_f_and_be_enabled() {
+        let k = FakeKernel::new("x86_64");
+        let arm64 = p("linux/arm64");
+        let e = check(&k, &arm64, None).unwrap_err();
+        assert!(e.to_string().contains("binfmtctl install aarch64"), "{e}");
+        register(&k, "aarch64", Flags::default());
+        let e = check(&k, &arm64, None).unwrap_err();
+        assert!(matches!(*e, PreflightError::NotFixed { .. }), "{e}");
+        k.remove("qemu-aarch64").unwrap();
+        register(&k, "aarch64", Flags::fix_binary());
+        assert_eq!(
+            check(&k, &arm64, None).unwrap(),
+            Runner::Handler("qemu-aarch64".into())
+        );
+        k.set_enabled("qemu-aarch64", false).unwrap();
+        let e = check(&k, &arm64, None).unwrap_err();
+        assert!(matches!(*e, PreflightError::Disabled { .. }), "{e}");
+        // The image's own program decides, when it has one.
+        k.set_enabled("qemu-aarch64", true).unwrap();
+        let sample = crate::binfmt::probe::program("aarch64").unwrap();
+        assert!(check(&k, &arm64, Some(sample)).is_ok());
     }
 }

@@ -40,7 +40,7 @@ pub struct Outcome {
     /// Mount points created in the root (relative paths), to leave out of the step.
     pub created: Vec<PathBuf>,
     /// Warnings from the init.
-    pub warnings: Vec<String>,
+    pub warnings: Vec<crate::warning::Warning>,
     /// Why the command never ran, if it did not.
     pub error: Option<SetupError>,
 }
@@ -50,14 +50,13 @@ pub struct Outcome {
 pub enum SandboxError {
     /// A system call in the worker failed.
     #[error(
-        "cannot start the sandbox: cannot {what}: {source}; emubuild needs root (or, rootless, user namespaces)"
+        "cannot start the sandbox: cannot {what}: {errno}; emubuild needs root (or, rootless, user namespaces)"
     )]
     Sys {
         /// What was being done.
         what: &'static str,
-        /// The cause.
-        #[source]
-        source: nix::Error,
+        /// What the kernel said.
+        errno: nix::Error,
     },
     /// The worker could not fork.
     #[error("cannot start the sandbox")]
@@ -68,7 +67,7 @@ pub enum SandboxError {
 }
 
 fn sys_err(what: &'static str) -> impl FnOnce(nix::Error) -> SandboxError {
-    move |source| SandboxError::Sys { what, source }
+    move |errno| SandboxError::Sys { what, errno }
 }
 
 /// The signals the worker and init forward.
@@ -102,7 +101,7 @@ pub fn run(spec: &RunSpec) -> Result<Outcome, SandboxError> {
         Some(
             std::os::unix::net::UnixStream::pair().map_err(|e| SandboxError::Sys {
                 what: "create a socket pair",
-                source: nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+                errno: nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
             })?,
         )
     } else {

@@ -7,6 +7,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::warning::Warning;
+
 /// Exit status when the sandbox itself could not be set up (as `docker run`).
 pub const SETUP_FAILED: i32 = 125;
 /// The command exists but cannot be executed.
@@ -147,7 +149,7 @@ pub enum Message {
     /// A path (relative to the root) created only to mount on.
     Created(PathBuf),
     /// A note for the user.
-    Warning(String),
+    Warning(Warning),
     /// The setup error that stopped the run.
     Failed(SetupError),
 }
@@ -166,7 +168,9 @@ pub fn receive(text: &str) -> Vec<Message> {
         .filter(|l| !l.is_empty())
         .map(|l| {
             serde_json::from_str(l).unwrap_or_else(|e| {
-                Message::Warning(format!("unreadable message from the sandbox ({e}): {l}"))
+                Message::Failed(SetupError::Invalid(format!(
+                    "unreadable message from the sandbox ({e}): {l}"
+                )))
             })
         })
         .collect()
@@ -180,7 +184,10 @@ mod tests {
     fn messages_round_trip() {
         let sent = vec![
             Message::Created("etc/resolv.conf".into()),
-            Message::Warning("a\nb".into()),
+            Message::Warning(Warning::NotProvided {
+                path: "etc/hosts".into(),
+                reason: "a\nb".into(),
+            }),
             Message::Failed(SetupError::Overlay {
                 options: "lowerdir=a:b".into(),
                 errno: Errno(libc::EINVAL),
@@ -195,7 +202,9 @@ mod tests {
             send(&mut buf, m);
         }
         assert_eq!(receive(&String::from_utf8(buf).unwrap()), sent);
-        assert!(matches!(&receive("garbage")[0], Message::Warning(w) if w.contains("garbage")));
+        assert!(
+            matches!(&receive("garbage")[0], Message::Failed(SetupError::Invalid(w)) if w.contains("garbage"))
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 /// A bind mount from the host.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Bind {
     /// Host path.
     pub source: PathBuf,
@@ -42,7 +42,10 @@ impl Bind {
 }
 
 /// The network the command gets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
 pub enum Network {
     /// The host's network.
     Host,

@@ -105,7 +105,7 @@ fn real_fetch_then_offline_cache_hit() {
     }
     // The emulator really emulates: run a probe through it directly.
     let emu = dest.path().join("qemu-aarch64");
-    let probe = emukit::binfmt::probe::write_executable(
+    let probe = emukit::binfmt::exec::write_executable(
         "aarch64",
         emukit::binfmt::probe::program("aarch64").unwrap(),
     )
@@ -116,7 +116,7 @@ fn real_fetch_then_offline_cache_hit() {
         .unwrap();
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
-        "binfmtctl-probe aarch64\n"
+        format!("binfmtctl-probe aarch64\n{}\n", probe.path().display())
     );
 
     // The older suites: another package (bookworm: qemu-user-static, `qemu-*-static` files)
@@ -140,7 +140,7 @@ fn real_fetch_then_offline_cache_hit() {
             .unwrap();
         assert_eq!(
             String::from_utf8_lossy(&out.stdout),
-            "binfmtctl-probe aarch64\n",
+            format!("binfmtctl-probe aarch64\n{}\n", probe.path().display()),
             "{suite}"
         );
     }

@@ -358,7 +358,7 @@ pub fn mirror_fixture(suite: &str) -> Option<(PathBuf, String, String)> {
     let index_rel = "main/binary-amd64/Packages.xz";
     let real = emukit::emulator::mirror::from_apt_sources(Path::new("/etc/apt"))
         .or_else(|| std::env::var("BINFMTCTL_MIRROR").ok())?;
-    let dl = Downloader::new(true);
+    let dl = Downloader::new(emukit::progress::silent());
     if !dists.join(index_rel).exists() {
         std::fs::create_dir_all(dists.join("main/binary-amd64")).ok()?;
         let inrelease = dl

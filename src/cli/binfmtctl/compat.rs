@@ -3,19 +3,15 @@
 //! (print the status). Output is tonistiigi's JSON (`supported`, `emulators`); unlike it, a
 //! failure makes the exit status non-zero, and only entries binfmtctl registered are removed.
 
-use std::path::Path;
-
 use anyhow::Result;
 use serde::Serialize;
 
-use super::output::{self, warn};
-use super::{Exit, UsageError};
+use super::Settings;
 use crate::arch::Table;
-use crate::binfmt::manage::{self, InstallOptions, UninstallOptions};
-use crate::binfmt::{BinfmtFs, Flags, owner};
-use crate::emulator::resolve::Resolver;
-
-const PROG: &str = "binfmtctl";
+use crate::binfmt::manage::{self, Argv0, InstallOptions, UninstallOptions};
+use crate::binfmt::{Flags, Kernel};
+use crate::cli::common::EmulatorArgs;
+use crate::cli::{Exit, UsageError};
 
 #[derive(Serialize)]
 struct CompatStatus {
@@ -24,51 +20,66 @@ struct CompatStatus {
 }
 
 /// Runs the compatibility mode.
-pub fn run(fs: &BinfmtFs, install: Option<&str>, uninstall: Option<&str>) -> Result<Exit> {
+pub fn run(
+    s: &Settings,
+    install: Option<&str>,
+    uninstall: Option<&str>,
+    preserve_argv0: bool,
+    emulators: &EmulatorArgs,
+) -> Result<Exit> {
     let mut ok = true;
     if let Some(list) = uninstall {
-        ok &= uninstall_list(fs, list)?;
+        ok &= uninstall_list(s, list)?;
     }
     if let Some(list) = install {
-        ok &= install_list(fs, list)?;
+        ok &= install_list(s, list, preserve_argv0, emulators)?;
     }
-    print_status(fs)?;
+    print_status(s)?;
     Ok(if ok { Exit::Success } else { Exit::Failure })
 }
 
-fn install_list(fs: &BinfmtFs, list: &str) -> Result<bool> {
-    let targets = super::binfmtctl::resolve_targets(&[list.to_string()])?;
-    let resolver = Resolver::from_env(true).map_err(super::UsageError)?;
-    let (emulators, warnings) = resolver.resolve(&targets);
+fn install_list(
+    s: &Settings,
+    list: &str,
+    preserve_argv0: bool,
+    emulators: &EmulatorArgs,
+) -> Result<bool> {
+    let p = &s.printer;
+    let targets = super::resolve_targets(&s.kernel, &[list.to_string()])?;
+    let resolver = emulators.resolver(p)?;
+    let (found, warnings) = resolver.resolve(&targets);
     for w in warnings {
-        warn(PROG, &w);
+        p.warn(w);
     }
     let opts = InstallOptions {
-        flags: Flags {
-            preserve_argv0: std::env::var_os("QEMU_PRESERVE_ARGV0").is_some(),
-            ..Flags::fix_binary()
+        flags: Flags::fix_binary(),
+        argv0: if preserve_argv0 {
+            Argv0::Always
+        } else {
+            Argv0::Auto
         },
         replace: false,
-        refresh: std::env::var("BINFMTCTL_REFRESH").is_ok_and(|v| v == "1" || v == "true"),
+        refresh: s.refresh,
         dry_run: false,
         persist_dir: None,
         verify: true,
-        state_dir: owner::state_dir(),
+        state_dir: s.state_dir.clone(),
     };
     let find = |t: &crate::arch::Target| {
-        emulators
+        found
             .get(&t.name)
             .cloned()
             .unwrap_or_else(|| Err("no emulator".into()))
     };
-    let report = manage::install(fs, &targets, &opts, &find)?;
+    let report = manage::install(&s.kernel, &targets, &opts, &find)?;
     for t in &report.targets {
         match (&t.error, &t.verify) {
-            (Some(e), _) => eprintln!("installing: {} {e}", t.target),
-            (None, Some(v)) if !v.ok() => {
-                eprintln!("installing: {} verification failed: {}", t.target, v.detail)
-            }
-            _ => eprintln!("installing: {} OK", t.target),
+            (Some(e), _) => p.note(format!("installing: {} {e}", t.target)),
+            (None, Some(v)) if !v.ok() => p.note(format!(
+                "installing: {} verification failed: {}",
+                t.target, v.detail
+            )),
+            _ => p.note(format!("installing: {} OK", t.target)),
         }
     }
     Ok(report.ok())
@@ -88,20 +99,23 @@ fn glob(pattern: &str, name: &str) -> bool {
     m(pattern.as_bytes(), name.as_bytes())
 }
 
-fn uninstall_list(fs: &BinfmtFs, list: &str) -> Result<bool> {
+fn uninstall_list(s: &Settings, list: &str) -> Result<bool> {
+    let p = &s.printer;
     let table = Table::get();
-    fs.ensure_mounted()?;
-    let names = fs.names()?;
+    s.kernel.ensure_mounted()?;
+    let names: Vec<String> = Kernel::entries(&s.kernel)?
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
     let mut targets = Vec::new();
     for item in list.split(',').filter(|s| !s.is_empty()) {
         if item.contains(['*', '?']) {
             for n in names.iter().filter(|n| glob(item, n)) {
                 match table.resolve(n) {
                     Ok(t) if t.handler_name() == *n => targets.push(t),
-                    _ => warn(
-                        PROG,
-                        &format!("`{n}` is not a QEMU handler binfmtctl knows; left in place"),
-                    ),
+                    _ => p.warn(format!(
+                        "`{n}` is not a QEMU handler binfmtctl knows; left in place"
+                    )),
                 }
             }
         } else {
@@ -113,35 +127,31 @@ fn uninstall_list(fs: &BinfmtFs, list: &str) -> Result<bool> {
         force: false,
         all: true,
         persist_dir: None,
-        state_dir: owner::state_dir(),
+        state_dir: s.state_dir.clone(),
     };
-    let report = manage::uninstall(fs, &targets, &opts)?;
+    let report = manage::uninstall(&s.kernel, &targets, &opts)?;
     for t in &report.targets {
         match (&t.error, t.action, t.warnings.first()) {
-            (Some(e), _, _) => eprintln!("uninstalling: {} {e}", t.handler),
-            (None, Some(_), _) => eprintln!("uninstalling: {} OK", t.handler),
-            (None, None, Some(w)) => eprintln!("uninstalling: {} skipped: {w}", t.handler),
-            _ => eprintln!("uninstalling: {} not found", t.handler),
+            (Some(e), _, _) => p.note(format!("uninstalling: {} {e}", t.handler)),
+            (None, Some(_), _) => p.note(format!("uninstalling: {} OK", t.handler)),
+            (None, None, Some(w)) => p.note(format!("uninstalling: {} skipped: {w}", t.handler)),
+            _ => p.note(format!("uninstalling: {} not found", t.handler)),
         }
     }
     Ok(report.ok())
 }
 
-fn print_status(fs: &BinfmtFs) -> Result<()> {
+fn print_status(s: &Settings) -> Result<()> {
     // What runs natively (x86_64 also runs 386), then what the handlers add.
     let mut supported: Vec<String> = Table::get()
         .targets()
         .iter()
-        .filter(|t| crate::sandbox::preflight::is_native(t))
+        .filter(|t| s.kernel.host().runs_natively(t))
         .flat_map(|t| t.platforms.iter().map(|p| p.to_string()))
         .collect();
     let mut emulators = Vec::new();
-    if fs.is_mounted() {
-        let st = manage::status(
-            fs,
-            &owner::state_dir(),
-            Path::new(crate::binfmt::persist::DEFAULT_DIR),
-        )?;
+    if s.kernel.is_mounted() {
+        let st = crate::binfmt::status::status(&s.kernel, &s.state_dir, &s.persist_dir)?;
         for e in st.entries.iter().filter(|e| e.entry.enabled) {
             emulators.push(e.entry.name.clone());
             if let Some(t) = e.target.as_deref().and_then(|t| Table::get().by_name(t)) {
@@ -154,7 +164,7 @@ fn print_status(fs: &BinfmtFs) -> Result<()> {
             }
         }
     }
-    output::json(&CompatStatus {
+    s.printer.json(&CompatStatus {
         supported,
         emulators,
     });

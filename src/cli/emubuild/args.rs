@@ -1,0 +1,227 @@
+//! `emubuild`'s command line (clap derive), apart from the code that runs it. Every
+//! environment variable emubuild reads is declared here.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::binfmt::fs::DEFAULT_ROOT;
+use crate::cli::common::{EmulatorArgs, TopArgs};
+use crate::sandbox::Network;
+use crate::snapshotter::Driver;
+
+/// Run commands for foreign CPU architectures in a namespaced chroot of a base image, and
+/// write what they changed as multi-arch OCI images.
+#[derive(Debug, Parser)]
+#[command(name = "emubuild", version, about, long_about = None)]
+pub struct Cli {
+    /// Where images, layers and working containers are kept (default: /var/lib/emubuild as
+    /// root, else $XDG_DATA_HOME/emubuild).
+    #[arg(long, global = true, env = "EMUBUILD_STORE", value_name = "DIR")]
+    pub store: Option<PathBuf>,
+    /// The binfmt_misc mount checked before running foreign programs.
+    #[arg(long, global = true, env = "BINFMTCTL_ROOT", default_value = DEFAULT_ROOT, value_name = "DIR", hide = true)]
+    pub binfmt_root: PathBuf,
+    /// How steps are snapshotted: overlayfs, falling back to copying where it cannot hold a
+    /// step (auto); overlayfs only; copying only.
+    #[arg(
+        long,
+        global = true,
+        env = "EMUBUILD_DRIVER",
+        value_enum,
+        default_value = "auto",
+        hide_short_help = true
+    )]
+    pub driver: Driver,
+    /// Unix time recorded in history and configs, and the newest file time in layers
+    /// (reproducible builds).
+    #[arg(
+        long,
+        global = true,
+        env = "SOURCE_DATE_EPOCH",
+        value_name = "SECONDS",
+        hide_short_help = true
+    )]
+    pub source_date_epoch: Option<i64>,
+    #[allow(missing_docs)]
+    #[command(flatten)]
+    pub global: TopArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Make a working container from a base image, one per platform.
+    From(FromArgs),
+    /// Run a command in a working container, under emulation; its changes become a step.
+    Run(RunArgs),
+    /// List working containers.
+    Ls(LsArgs),
+    /// Remove working containers (layers shared with others stay).
+    Rm(RmArgs),
+    /// Copy files from the host into the working container (every platform), as a new step.
+    Copy(CopyArgs),
+    /// Write the working container as images, one per platform, joined by an OCI image index.
+    Commit(CommitArgs),
+    /// Show an image or index in an OCI layout or archive: platforms, layers, history.
+    Inspect(InspectArgs),
+    /// Print a shell completion script.
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff).
+    Man,
+    /// One platform of a multi-platform `run` (started by emubuild itself; reads its request
+    /// as JSON on stdin).
+    #[command(name = "__run-platform", hide = true)]
+    RunPlatform,
+}
+
+/// `completions` arguments.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// `copy` arguments.
+#[derive(Debug, Args)]
+pub struct CopyArgs {
+    /// Working container.
+    #[arg(long, default_value = "default")]
+    pub name: String,
+    /// Mode of the copied files and directories (octal, e.g. 0755).
+    #[arg(long, value_name = "MODE")]
+    pub chmod: Option<String>,
+    /// Owner of the copied files, user[:group] (names from the image's /etc/passwd).
+    #[arg(long, value_name = "USER[:GROUP]")]
+    pub chown: Option<String>,
+    /// Host files or directories, then the destination inside the container.
+    #[arg(required = true, num_args = 2.., value_name = "SRC... DEST")]
+    pub paths: Vec<String>,
+}
+
+/// `commit` arguments.
+#[derive(Debug, Args)]
+pub struct CommitArgs {
+    /// Working container.
+    #[arg(long, default_value = "default")]
+    pub name: String,
+    /// Layer compression: gzip[:LEVEL] (default), zstd[:LEVEL], none.
+    #[arg(long, default_value = "gzip")]
+    pub compression: String,
+    /// Default command: a JSON array, or words split on spaces.
+    #[arg(long, value_name = "CMD")]
+    pub cmd: Option<String>,
+    /// Entrypoint: a JSON array, or words split on spaces ('' clears it).
+    #[arg(long, value_name = "ENTRYPOINT")]
+    pub entrypoint: Option<String>,
+    /// Set an environment variable in the image.
+    #[arg(long = "env", value_name = "K=V")]
+    pub env: Vec<String>,
+    /// Set a label.
+    #[arg(long = "label", value_name = "K=V")]
+    pub labels: Vec<String>,
+    /// Working directory of the image.
+    #[arg(long, value_name = "DIR")]
+    pub workdir: Option<String>,
+    /// User of the image.
+    #[arg(long, value_name = "USER[:GROUP]")]
+    pub user: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// oci:DIR[:TAG] or oci-archive:FILE[:TAG] (TAG defaults to `latest`).
+    #[arg(value_name = "DEST")]
+    pub dest: String,
+}
+
+/// `inspect` arguments.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// oci:DIR[:TAG] or oci-archive:FILE[:TAG].
+    #[arg(value_name = "IMAGE")]
+    pub image: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `from` arguments.
+#[derive(Debug, Args)]
+pub struct FromArgs {
+    /// Platforms, comma-separated (`linux/arm64,linux/arm/v7`); default: the image's own, or the host's.
+    #[arg(long, value_name = "PLATFORM[,PLATFORM...]")]
+    pub platform: Option<String>,
+    /// Name of the working container.
+    #[arg(long, default_value = "default")]
+    pub name: String,
+    /// Replace an existing working container of that name.
+    #[arg(long)]
+    pub replace: bool,
+    /// oci:DIR[:TAG], oci-archive:FILE[:TAG], rootfs:FILE (tar, .gz, .xz, .zst) or scratch.
+    #[arg(value_name = "IMAGE")]
+    pub image: String,
+}
+
+/// `run` arguments.
+#[derive(Debug, Args, Clone)]
+pub struct RunArgs {
+    /// Working container.
+    #[arg(long, default_value = "default")]
+    pub name: String,
+    /// Platforms to run on (default: every platform of the working container).
+    #[arg(long, value_name = "PLATFORM[,PLATFORM...]")]
+    pub platform: Option<String>,
+    /// Make the working container from this image first (reused if it exists with the same base).
+    #[arg(long, value_name = "IMAGE")]
+    pub from: Option<String>,
+    /// Bind mount HOST:CONTAINER[:ro].
+    #[arg(short = 'v', long = "volume", value_name = "HOST:CTR[:ro]")]
+    pub volumes: Vec<String>,
+    /// Set an environment variable.
+    #[arg(short = 'e', long = "env", value_name = "K=V")]
+    pub env: Vec<String>,
+    /// Working directory inside.
+    #[arg(short = 'w', long = "workdir", value_name = "DIR")]
+    pub workdir: Option<String>,
+    /// user[:group], names or numbers from the image.
+    #[arg(long, short = 'u', value_name = "USER[:GROUP]")]
+    pub user: Option<String>,
+    /// Network: the host's, or none (only `lo`).
+    #[arg(long, value_enum, default_value = "host")]
+    pub network: Network,
+    /// Keep stdin attached.
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Allocate a terminal.
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// Where emulators come from when a rootless run registers its own handlers.
+    #[command(flatten, next_help_heading = "Emulators (rootless runs)")]
+    pub emulators: EmulatorArgs,
+    /// The command and its arguments.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+/// `ls` arguments.
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `rm` arguments.
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// Working containers to remove.
+    #[arg(value_name = "NAME")]
+    pub names: Vec<String>,
+    /// Remove every working container.
+    #[arg(long, conflicts_with = "names")]
+    pub all: bool,
+}

@@ -1,0 +1,67 @@
+//! `emubuild inspect`: an image's platforms, layers, settings and history.
+
+use anyhow::Result;
+
+use super::{InspectArgs, Settings, parse_image};
+use crate::cli::printer::Printer;
+use crate::cli::{Exit, UsageError};
+use crate::container::Context;
+use crate::inspect::TagReport;
+use crate::oci::source::ImageSource;
+
+/// Runs `inspect`.
+pub fn run(s: &Settings, ctx: &Context, a: &InspectArgs) -> Result<Exit> {
+    let image = parse_image(&a.image)?;
+    let source = ImageSource::open(&image, &ctx.store.root().join("tmp"))?;
+    let Some((layout, tag)) = source.layout() else {
+        return Err(
+            UsageError("inspect reads oci:DIR[:TAG] or oci-archive:FILE[:TAG]".into()).into(),
+        );
+    };
+    let report = crate::inspect::inspect(layout, tag)?;
+    if a.json {
+        s.printer.json(&report);
+    } else {
+        print(&s.printer, &report);
+    }
+    Ok(Exit::Success)
+}
+
+fn print(p: &Printer, tags: &[TagReport]) {
+    for t in tags {
+        p.data(format!(
+            "tag {}: {} {}",
+            if t.tag.is_empty() { "(none)" } else { &t.tag },
+            t.descriptor.media_type(),
+            t.descriptor.digest()
+        ));
+        for i in &t.images {
+            p.data(format!("  {}  manifest {}", i.platform, i.manifest));
+            p.data(format!("    config {}", i.config));
+            for k in ["Entrypoint", "Cmd", "WorkingDir", "User"] {
+                if !i.settings[k].is_null() && i.settings[k] != "" {
+                    p.data(format!("    {k}: {}", i.settings[k]));
+                }
+            }
+            p.data("    layers:");
+            for l in &i.layers {
+                p.data(format!(
+                    "      {} {:>10} {}",
+                    l.digest(),
+                    l.size(),
+                    l.media_type()
+                ));
+            }
+            p.data("    history:");
+            for h in &i.history {
+                let by = h.created_by().as_deref().unwrap_or("");
+                let empty = h.empty_layer().unwrap_or(false);
+                let at = h.created().as_deref().unwrap_or("");
+                p.data(format!(
+                    "      {at}  {}{by}",
+                    if empty { "(no layer) " } else { "" }
+                ));
+            }
+        }
+    }
+}
