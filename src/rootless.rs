@@ -71,6 +71,12 @@ enum ChildReport {
     },
 }
 
+/// The device number of the host's binfmt_misc mount, as recorded before entering our user
+/// namespace (None outside it, or when the host had none mounted).
+pub fn host_binfmt_dev() -> Option<u64> {
+    std::env::var(HOST_DEV_ENV).ok()?.parse().ok()
+}
+
 /// Are we the re-executed program inside the user namespace?
 pub fn inside() -> bool {
     std::env::var_os(ENV).is_some_and(|v| v == "1")
@@ -318,12 +324,7 @@ pub fn mount_private_binfmt(root: &Path) -> Result<BinfmtFs, RootlessError> {
     })?;
     let fs = BinfmtFs::new(root);
     // The host's instance keeps its device number; a private one has its own.
-    if let (Some(host), Ok(m)) = (
-        std::env::var(HOST_DEV_ENV)
-            .ok()
-            .and_then(|d| d.parse::<u64>().ok()),
-        std::fs::metadata(root),
-    ) {
+    if let (Some(host), Ok(m)) = (host_binfmt_dev(), std::fs::metadata(root)) {
         use std::os::unix::fs::MetadataExt;
         if m.dev() == host {
             return Err(RootlessError::NoPrivateBinfmt {

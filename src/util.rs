@@ -66,24 +66,6 @@ impl FileLock {
     }
 }
 
-/// `SOURCE_DATE_EPOCH` (Unix seconds), when set (reproducible builds).
-pub fn source_date_epoch() -> Option<i64> {
-    std::env::var("SOURCE_DATE_EPOCH")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-}
-
-/// Seconds since the Unix epoch now, or `SOURCE_DATE_EPOCH` when set (reproducible builds).
-pub fn build_time() -> i64 {
-    if let Some(t) = source_date_epoch() {
-        return t;
-    }
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 /// RFC 3339 UTC (`2026-11-23T23:14:17Z`) of Unix seconds.
 pub fn rfc3339(secs: i64) -> String {
     let days = secs.div_euclid(86400);

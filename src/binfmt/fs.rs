@@ -295,12 +295,8 @@ impl BinfmtFs {
             return Instance::Host;
         }
         // Inside binfmtctl's own user namespace the host's mount device was recorded first.
-        if let (Some(host), Ok(m)) = (
-            std::env::var("EMUKIT_HOST_BINFMT_DEV")
-                .ok()
-                .and_then(|d| d.parse::<u64>().ok()),
-            fs::metadata(&self.root),
-        ) {
+        if let (Some(host), Ok(m)) = (crate::rootless::host_binfmt_dev(), fs::metadata(&self.root))
+        {
             return if m.dev() == host {
                 Instance::HostFromUserNamespace
             } else {

@@ -54,6 +54,19 @@ pub type Resolved = (HashMap<String, Result<Emulator, String>>, Vec<Warning>);
 impl Resolver<'_> {
     /// Resolves every target.
     pub fn resolve(&self, targets: &[&Target]) -> Resolved {
+        let resolved = self.resolve_all(targets);
+        for (name, r) in &resolved.0 {
+            match r {
+                Ok(e) => {
+                    tracing::info!(target = %name, emulator = %e.path.display(), origin = ?e.origin, "emulator chosen")
+                }
+                Err(why) => tracing::info!(target = %name, %why, "no emulator"),
+            }
+        }
+        resolved
+    }
+
+    fn resolve_all(&self, targets: &[&Target]) -> Resolved {
         let mut out: HashMap<String, Result<Emulator, String>> = HashMap::new();
         let mut warnings = Vec::new();
         let mut pending: Vec<&Target> = Vec::new();
@@ -75,7 +88,10 @@ impl Resolver<'_> {
                     {
                         out.insert(t.name.clone(), Err(e.to_string()));
                     }
-                    Err(_) => pending.push(t),
+                    Err(e) => {
+                        tracing::debug!(target = %t.name, error = %e, "no installed emulator; trying the cache and the archive");
+                        pending.push(t)
+                    }
                 },
                 Source::Debian => pending.push(t),
             }

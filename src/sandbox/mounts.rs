@@ -110,6 +110,7 @@ pub fn setup(spec: &RunSpec) -> Result<Prepared> {
                 options: opts.clone(),
                 errno: e.into(),
             })?;
+            tracing::info!(target = %spec.merged.display(), options = %opts, "mounted overlay");
         }
         RootFs::Copy => {
             // A mount of its own (pivot_root needs one), nodev as the overlay is.
@@ -129,6 +130,7 @@ pub fn setup(spec: &RunSpec) -> Result<Prepared> {
                 None::<&str>,
             )
             .map_err(ctx("make the root nodev"))?;
+            tracing::info!(target = %spec.merged.display(), "bound the copied root");
         }
     }
     let root = within::open_root(&spec.merged).map_err(ctx("open the root"))?;
@@ -144,6 +146,7 @@ pub fn setup(spec: &RunSpec) -> Result<Prepared> {
         None,
     )
     .map_err(ctx("mount /proc"))?;
+    tracing::info!("mounted proc on /proc");
 
     // /dev: a tmpfs with the host's harmless device nodes bound in, devpts, shm.
     let dev = ensure_dir_recording(&root, Path::new("dev"), &mut prep.created)
@@ -216,6 +219,7 @@ pub fn setup(spec: &RunSpec) -> Result<Prepared> {
         Some("mode=1777,size=65536k"),
     )
     .map_err(ctx("mount /dev/shm"))?;
+    tracing::info!(devices = ?DEVICES, "mounted tmpfs on /dev with host devices, devpts, shm");
     for (link, target) in [
         ("ptmx", "pts/ptmx"),
         ("fd", "/proc/self/fd"),
@@ -256,6 +260,7 @@ pub fn setup(spec: &RunSpec) -> Result<Prepared> {
         }
     }
 
+    tracing::info!("mounted /sys read-only");
     // The host's name resolution, read-only (never part of a layer).
     if spec.network == Network::Host {
         for file in ["etc/resolv.conf", "etc/hosts"] {
@@ -271,7 +276,9 @@ pub fn setup(spec: &RunSpec) -> Result<Prepared> {
                 true,
                 &mut prep.created,
             ) {
-                Ok(()) => {}
+                Ok(()) => {
+                    tracing::info!(source = %source.display(), target = %format!("/{file}"), "bound read-only")
+                }
                 Err(e) => prep.warnings.push(Warning::NotProvided {
                     path: file.into(),
                     reason: e.to_string(),
@@ -326,6 +333,9 @@ pub fn setup(spec: &RunSpec) -> Result<Prepared> {
         }
     }
 
+    for m in &spec.mounts {
+        tracing::info!(source = %m.source.display(), target = %m.target.display(), readonly = m.readonly, "bound");
+    }
     // The working directory exists (as Docker creates WORKDIR).
     if let Some(rel) = within::normalize(Path::new(&spec.cwd))
         .map_err(|e| SetupError::Invalid(format!("working directory {e}")))?
@@ -342,6 +352,7 @@ pub fn setup(spec: &RunSpec) -> Result<Prepared> {
     nix::unistd::pivot_root(".", ".").map_err(ctx("pivot_root"))?;
     umount2(".", MntFlags::MNT_DETACH).map_err(ctx("detach the old root"))?;
     std::env::set_current_dir("/").map_err(ctx("chdir /"))?;
+    tracing::debug!(root = %spec.merged.display(), "pivoted into the root");
 
     for m in MASKED {
         let p = Path::new("/proc").join(m);

@@ -82,10 +82,10 @@ fn install_runs_foreign_programs_then_uninstall_removes_only_ours() {
         .code_is(3);
         assert_eq!(echo.stdout.trim(), format!("hello from {uname}"));
     }
-    // Entries carry exactly F.
+    // Entries carry P and F (the emulators honour P, as running them showed), never C.
     for t in ["arm", "aarch64", "s390x", "ppc64le"] {
         let text = std::fs::read_to_string(format!("/proc/sys/fs/binfmt_misc/qemu-{t}")).unwrap();
-        assert!(text.contains("flags: F\n"), "{text}");
+        assert!(text.contains("flags: PF\n"), "{text}");
     }
     // Status: ours, parsed, JSON.
     let st = binfmtctl(state.path(), &["status", "--json"])
@@ -114,7 +114,7 @@ fn install_runs_foreign_programs_then_uninstall_removes_only_ours() {
     );
 
     // A different line under the same name: refused with both lines, unless --replace.
-    let clash = binfmtctl(state.path(), &["install", "--preserve-argv0", "arm64"]).code_is(1);
+    let clash = binfmtctl(state.path(), &["install", "--no-preserve-argv0", "arm64"]).code_is(1);
     assert!(
         clash.stderr.contains("existing: ") && clash.stderr.contains("wanted: "),
         "{}",
@@ -128,11 +128,11 @@ fn install_runs_foreign_programs_then_uninstall_removes_only_ours() {
     assert!(clash.stderr.contains(":PF"), "{}", clash.stderr);
     binfmtctl(
         state.path(),
-        &["install", "--preserve-argv0", "--replace", "arm64"],
+        &["install", "--no-preserve-argv0", "--replace", "arm64"],
     )
     .success();
     let text = std::fs::read_to_string("/proc/sys/fs/binfmt_misc/qemu-aarch64").unwrap();
-    assert!(text.contains("flags: PF\n"), "{text}");
+    assert!(text.contains("flags: F\n"), "{text}");
     run_foreign(&bb, &["true"]).success();
 
     // Someone else's entries: a qemu-riscv64 line we did not write and an unrelated one.
@@ -238,11 +238,18 @@ fn dry_run_changes_nothing_and_credential_is_opt_in() {
     assert!(
         r.stdout
             .lines()
-            .all(|l| l.starts_with(":qemu-") && l.ends_with(":F")),
+            .all(|l| l.starts_with(":qemu-") && l.ends_with(":PF")),
         "{}",
         r.stdout
     );
     assert_eq!(host.fs().names().unwrap(), before);
+    // P is the default where the emulator honours it; `--no-preserve-argv0` leaves F alone.
+    let r = binfmtctl(
+        state.path(),
+        &["install", "--dry-run", "--no-preserve-argv0", "riscv64"],
+    )
+    .success();
+    assert!(r.stdout.trim().ends_with(":F"), "{}", r.stdout);
     // Nor does it download: an emulator that would be fetched is shown at its cache path.
     let cache = tempfile::tempdir().unwrap();
     let env = [
@@ -268,7 +275,7 @@ fn dry_run_changes_nothing_and_credential_is_opt_in() {
     let r = binfmtctl(state.path(), &["install", "--credential", "riscv64"]).success();
     assert!(r.stderr.contains("setuid programs"), "{}", r.stderr);
     let text = std::fs::read_to_string("/proc/sys/fs/binfmt_misc/qemu-riscv64").unwrap();
-    assert!(text.contains("flags: OCF\n"), "{text}");
+    assert!(text.contains("flags: POCF\n"), "{text}");
     binfmtctl(state.path(), &["uninstall", "riscv64"]).success();
     drop(host);
 }
