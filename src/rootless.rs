@@ -71,6 +71,25 @@ enum ChildReport {
     },
 }
 
+/// This process's environment for exec, without our namespace markers, plus `extra`.
+pub fn environment(extra: &[(&str, String)]) -> Vec<CString> {
+    let pair = |k: &[u8], v: &[u8]| {
+        let mut kv = k.to_vec();
+        kv.push(b'=');
+        kv.extend_from_slice(v);
+        CString::new(kv).ok()
+    };
+    std::env::vars_os()
+        .filter(|(k, _)| k != ENV && k != HOST_DEV_ENV)
+        .filter_map(|(k, v)| pair(k.as_encoded_bytes(), v.as_encoded_bytes()))
+        .chain(
+            extra
+                .iter()
+                .filter_map(|(k, v)| pair(k.as_bytes(), v.as_bytes())),
+        )
+        .collect()
+}
+
 /// The device number of the host's binfmt_misc mount, as recorded before entering our user
 /// namespace (None outside it, or when the host had none mounted).
 pub fn host_binfmt_dev() -> Option<u64> {
@@ -173,22 +192,11 @@ pub fn enter(warn: &dyn Fn(&Warning)) -> Result<std::convert::Infallible, Rootle
         CString::new(exe.as_os_str().as_bytes()).map_err(|e| RootlessError::Map(e.to_string()))?;
     // The program's environment inside: ours, plus the markers of the namespace (passed to
     // exec, so the child never changes its own environment).
-    let mut env: Vec<(std::ffi::OsString, std::ffi::OsString)> = std::env::vars_os()
-        .filter(|(k, _)| k != ENV && k != HOST_DEV_ENV)
-        .collect();
-    env.push((ENV.into(), "1".into()));
+    let mut markers = vec![(ENV, "1".to_string())];
     if let Some(dev) = host_dev {
-        env.push((HOST_DEV_ENV.into(), dev.to_string().into()));
+        markers.push((HOST_DEV_ENV, dev.to_string()));
     }
-    let envp: Vec<CString> = env
-        .into_iter()
-        .filter_map(|(k, v)| {
-            let mut kv = k.into_encoded_bytes();
-            kv.push(b'=');
-            kv.extend(v.into_encoded_bytes());
-            CString::new(kv).ok()
-        })
-        .collect();
+    let envp = environment(&markers);
     match crate::sys::fork_single_threaded().map_err(|e| RootlessError::Map(e.to_string()))? {
         ForkResult::Child => {
             drop(to_parent_r);

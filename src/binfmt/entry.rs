@@ -377,6 +377,17 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// The entry the kernel shows right after `reg` was registered (enabled).
+    pub fn registered(reg: &Registration) -> Entry {
+        Entry {
+            name: reg.name.clone(),
+            enabled: true,
+            interpreter: reg.interpreter.clone(),
+            flags: reg.flags,
+            matcher: reg.matcher.clone(),
+        }
+    }
+
     /// Parses the text of an entry file:
     /// `enabled`, `interpreter X`, `flags: F`, `offset N`, `magic HEX`, `mask HEX` (or `extension .X`).
     pub fn parse(name: &str, text: &str) -> Result<Entry, EntryError> {

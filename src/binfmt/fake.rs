@@ -180,16 +180,6 @@ impl FakeKernel {
     }
 }
 
-fn entry_of(reg: &Registration) -> Entry {
-    Entry {
-        name: reg.name.clone(),
-        enabled: true,
-        interpreter: reg.interpreter.clone(),
-        flags: reg.flags,
-        matcher: reg.matcher.clone(),
-    }
-}
-
 impl Kernel for FakeKernel {
     fn root(&self) -> &Path {
         self.root.path()
@@ -235,7 +225,7 @@ impl Kernel for FakeKernel {
         if reg.flags.fix_binary && !st.emulators.contains_key(&reg.interpreter) {
             return Err(register_error(reg, &line, os_err(libc::ENOENT)));
         }
-        st.entries.insert(0, entry_of(reg));
+        st.entries.insert(0, Entry::registered(reg));
         st.log.push(format!("register {} {}", reg.name, reg.flags));
         Ok(())
     }
@@ -289,7 +279,7 @@ impl Kernel for FakeKernel {
                 reg.interpreter
             )));
         }
-        self.run(&st, &[entry_of(reg)], name, program, argv0)
+        self.run(&st, &[Entry::registered(reg)], name, program, argv0)
     }
 }
 

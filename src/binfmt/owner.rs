@@ -104,15 +104,8 @@ mod tests {
     use crate::arch::Table;
     use crate::binfmt::entry::Flags;
 
-    /// The entry the kernel shows for a registered line.
     fn live(reg: &Registration) -> Entry {
-        Entry {
-            name: reg.name.clone(),
-            enabled: true,
-            interpreter: reg.interpreter.clone(),
-            flags: reg.flags,
-            matcher: reg.matcher.clone(),
-        }
+        Entry::registered(reg)
     }
 
     #[test]

@@ -34,15 +34,7 @@ pub fn run(s: &Settings, a: &RunArgs) -> Result<Exit> {
         })
         .collect::<std::result::Result<_, _>>()?;
     // The program gets the environment without binfmtctl's own markers of the namespace.
-    let env: Vec<CString> = std::env::vars_os()
-        .filter(|(k, _)| k != crate::rootless::ENV && k != crate::rootless::HOST_DEV_ENV)
-        .filter_map(|(k, v)| {
-            let mut kv = k.into_encoded_bytes();
-            kv.push(b'=');
-            kv.extend(v.into_encoded_bytes());
-            CString::new(kv).ok()
-        })
-        .collect();
+    let env = crate::rootless::environment(&[]);
     let err = nix::unistd::execvpe(&args[0], &args, &env).unwrap_err();
     Err(anyhow::anyhow!("cannot run `{}`: {err}", a.command[0]))
 }
