@@ -119,26 +119,39 @@ impl LayoutWriter {
         Ok((digest, bytes.len() as u64))
     }
 
-    /// Points `tag` at `desc` in `index.json`, keeping every other entry; written last, atomically.
+    /// Points `tag` at `desc` in `index.json`, keeping every other entry as it was (fields
+    /// oci-spec does not model included); written last, atomically.
     pub fn tag(&self, tag: &str, desc: &Descriptor) -> Result<(), WriteError> {
+        use serde_json::Value;
         crate::util::sync_dir(&self.layout.dir().join("blobs/sha256"));
         let path = self.layout.dir().join("index.json");
-        let mut index: ImageIndex = if path.exists() {
-            self.layout.index()?.typed
+        let mut index: Value = if path.exists() {
+            // Parsed typed first: a damaged index.json is refused, not rewritten.
+            let doc = self.layout.index()?;
+            serde_json::from_slice(&doc.bytes).map_err(|e| WriteError::Io {
+                action: "parse",
+                path: path.clone(),
+                source: io::Error::new(io::ErrorKind::InvalidData, e),
+            })?
         } else {
-            ImageIndex::default()
+            serde_json::to_value(ImageIndex::default()).expect("an index serialises")
         };
-        let mut entries: Vec<Descriptor> = index
-            .manifests()
-            .iter()
-            .filter(|d| ref_name(d) != Some(tag))
-            .cloned()
-            .collect();
-        entries.push(tagged(desc, tag));
-        index.set_manifests(entries);
-        if index.media_type().is_none() {
-            index.set_media_type(Some(MediaType::ImageIndex));
-        }
+        let entry = serde_json::to_value(tagged(desc, tag)).expect("a descriptor serialises");
+        let Value::Object(top) = &mut index else {
+            return Err(WriteError::NotALayout(self.layout.dir().to_path_buf()));
+        };
+        let mut entries: Vec<Value> = match top.remove("manifests") {
+            Some(Value::Array(a)) => a,
+            _ => Vec::new(),
+        };
+        entries.retain(|d| {
+            serde_json::from_value::<Descriptor>(d.clone())
+                .map_or(true, |d| ref_name(&d) != Some(tag))
+        });
+        entries.push(entry);
+        top.insert("manifests".into(), Value::Array(entries));
+        top.entry("mediaType")
+            .or_insert_with(|| Value::String(MediaType::ImageIndex.to_string()));
         write_atomic(&path, &to_json(&index), 0o644).map_err(io_err("write", &path))
     }
 }
@@ -217,4 +230,41 @@ pub fn pack_archive(
     tmp.persist(dest)
         .map_err(|e| io_err("write", dest)(e.error))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oci::document::describe;
+
+    #[test]
+    fn tagging_keeps_other_entries_whole() {
+        let d = tempfile::tempdir().unwrap();
+        let w = LayoutWriter::open(d.path()).unwrap();
+        let (digest, _) = w.put_bytes(b"{}").unwrap();
+        let other = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "x-tool": "kept",
+            "manifests": [{
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": digest, "size": 2, "x-note": "kept too",
+                "annotations": {"org.opencontainers.image.ref.name": "old"}
+            }]
+        });
+        std::fs::write(d.path().join("index.json"), other.to_string()).unwrap();
+        let desc = describe(MediaType::ImageManifest, b"{}");
+        w.tag("new", &desc).unwrap();
+        w.tag("new", &desc).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(d.path().join("index.json")).unwrap()).unwrap();
+        assert_eq!(v["x-tool"], "kept");
+        let m = v["manifests"].as_array().unwrap();
+        assert_eq!(m.len(), 2, "{v}");
+        assert_eq!(m[0]["x-note"], "kept too");
+        assert_eq!(m[1]["annotations"][crate::oci::document::REF_NAME], "new");
+        // A damaged index.json is refused, not replaced.
+        std::fs::write(d.path().join("index.json"), b"{not json").unwrap();
+        assert!(w.tag("x", &desc).is_err());
+    }
 }
