@@ -130,24 +130,34 @@ pub fn run(kernel: &dyn Kernel, target: &str) -> ProbeResult {
 
 /// Why exec failed, in terms of the handler the kernel chose.
 fn exec_failure(kernel: &dyn Kernel, target: &str, program: &[u8], e: &ExecError) -> String {
-    let handler = || kernel.handler_for(program, Some(&file_name(target)));
+    // The error and its cause, as one line (the detail is all a report keeps).
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        text.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
     match e.errno() {
         Some(libc::ENOEXEC) => {
             format!("exec format error: no enabled handler runs {target} programs")
         }
         // The probe was written a moment ago: ENOENT is the handler's interpreter.
-        Some(libc::ENOENT) => match handler() {
+        Some(libc::ENOENT) => match kernel.handler_for(program, Some(&file_name(target))) {
             Some(h) if !h.flags.fix_binary => format!(
-                "{e}: the handler `{}` names the interpreter `{}`, which does not exist in this mount namespace (a chroot or container), and it lacks the F flag that would have opened it at registration; `binfmtctl install --replace {target}` registers it with F, or make `{}` visible here",
+                "{text}: the handler `{}` names the interpreter `{}`, which does not exist in this mount namespace (a chroot or container), and it lacks the F flag that would have opened it at registration; `binfmtctl install --replace {target}` registers it with F, or make `{}` visible here",
                 h.name, h.interpreter, h.interpreter
             ),
             Some(h) => format!(
-                "{e}: the handler `{}` (interpreter `{}`) could not start it",
+                "{text}: the handler `{}` (interpreter `{}`) could not start it",
                 h.name, h.interpreter
             ),
-            None => e.to_string(),
+            None if !kernel.is_mounted() => format!(
+                "{text}: the program exists, so the interpreter of the handler that took it is missing in this mount namespace (a chroot or container); binfmt_misc is not visible at `{}` to say which: handlers used in chroots and containers need the F flag (`binfmtctl install --replace {target}`, run where the emulator exists), or mount binfmt_misc here to see them",
+                kernel.root().display()
+            ),
+            None => text,
         },
-        _ => e.to_string(),
+        _ => text,
     }
 }
 
