@@ -771,32 +771,6 @@ mod tests {
     }
 
     #[test]
-    fn whiteouts_become_overlay_markers() {
-        let mut t = TarBuilder::new();
-        t.file("data/.wh.gone", b"")
-            .file("opt/replaced/.wh..wh..opq", b"")
-            .file("opt/replaced/c", b"c");
-        let (d, r) = unpack(&t.done());
-        if !nix::unistd::geteuid().is_root() {
-            assert!(r.is_err() || d.path().join("root/data/gone").exists());
-            return;
-        }
-        r.unwrap();
-        let st = nix::sys::stat::lstat(&d.path().join("root/data/gone")).unwrap();
-        assert!(is_whiteout(&st));
-        assert_eq!(
-            xattr::get(d.path().join("root/opt/replaced"), "trusted.overlay.opaque").unwrap(),
-            Some(b"y".to_vec())
-        );
-        for bad in [".wh..", ".wh.", ".wh..wh.x", ".wh..."] {
-            let mut t = TarBuilder::new();
-            t.file(&format!("dir/{bad}"), b"");
-            let (_d, r) = unpack(&t.done());
-            assert!(matches!(r, Err(UnpackError::Unsafe(_))), "{bad}: {r:?}");
-        }
-    }
-
-    #[test]
     fn overlay_xattrs_from_layers_are_dropped() {
         let mut b = tar::Builder::new(Vec::new());
         b.append_pax_extensions([("SCHILY.xattr.trusted.overlay.opaque", &b"y"[..])])
