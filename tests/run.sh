@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need on a Debian machine (as root), fetches the
-# foreign programs they run, then runs the whole suite. Tests that cannot run fail here
-# (EMUKIT_TEST_STRICT=1) instead of skipping.
+# foreign programs they run, then runs the whole suite. A test whose prerequisites are missing
+# fails here with `cannot run: <why>` (EMUKIT_TEST_STRICT=1) instead of being reported as
+# ignored (see tests/integration/main.rs).
 #
 #   tests/run.sh              # everything
 #   tests/run.sh arch_table   # extra arguments go to `cargo test`

@@ -519,7 +519,6 @@ fn is_dir(st: &FileStat) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rootfs::overlay::is_whiteout;
 
     #[test]
     fn a_file_that_is_no_tar_is_named_as_such_without_its_content() {
@@ -729,32 +728,6 @@ mod tests {
             b"original"
         );
         assert!(d.path().join(format!("root{target}/victim")).exists());
-    }
-
-    #[test]
-    fn whiteouts_become_overlay_markers() {
-        let mut t = TarBuilder::new();
-        t.file("data/.wh.gone", b"")
-            .file("opt/replaced/.wh..wh..opq", b"")
-            .file("opt/replaced/c", b"c");
-        let (d, r) = unpack(&t.done());
-        if !nix::unistd::geteuid().is_root() {
-            assert!(r.is_err() || d.path().join("root/data/gone").exists());
-            return;
-        }
-        r.unwrap();
-        let st = nix::sys::stat::lstat(&d.path().join("root/data/gone")).unwrap();
-        assert!(is_whiteout(&st));
-        assert_eq!(
-            xattr::get(d.path().join("root/opt/replaced"), "trusted.overlay.opaque").unwrap(),
-            Some(b"y".to_vec())
-        );
-        for bad in [".wh..", ".wh.", ".wh..wh.x", ".wh..."] {
-            let mut t = TarBuilder::new();
-            t.file(&format!("dir/{bad}"), b"");
-            let (_d, r) = unpack(&t.done());
-            assert!(matches!(r, Err(UnpackError::Unsafe(_))), "{bad}: {r:?}");
-        }
     }
 
     #[test]

@@ -3,9 +3,8 @@
 
 use std::process::Command;
 
-use serial_test::serial;
-
-use crate::require;
+use crate::case;
+use crate::harness::{Need, installed_emulator};
 use crate::util::*;
 
 /// The foreign programs the tests run: (Debian arch, QEMU target, expected `uname -m`).
@@ -16,13 +15,31 @@ const FOREIGN: &[(&str, &str, &str)] = &[
     ("ppc64el", "ppc64le", "ppc64le"),
 ];
 
-fn host_ready() -> bool {
-    is_root() && std::path::Path::new("/proc/sys/fs/binfmt_misc").is_dir()
-}
-
-fn all_busyboxes() -> bool {
-    FOREIGN.iter().all(|(a, _, _)| busybox(a).is_some())
-}
+/// The host's binfmt_misc, as root.
+const HOST: &[Need] = &[Need::Root, Need::HostBinfmt];
+/// The busybox fixtures for every architecture in [`FOREIGN`].
+const BUSYBOXES: &[Need] = &[
+    Need::Busybox("arm64"),
+    Need::Busybox("armhf"),
+    Need::Busybox("s390x"),
+    Need::Busybox("ppc64el"),
+];
+/// [`HOST`] and [`BUSYBOXES`].
+const HOST_FOREIGN: &[Need] = &[
+    Need::Root,
+    Need::HostBinfmt,
+    Need::Busybox("arm64"),
+    Need::Busybox("armhf"),
+    Need::Busybox("s390x"),
+    Need::Busybox("ppc64el"),
+];
+/// [`HOST`], an ARM program, and the system's ARM emulator (a hand-written entry names it).
+const HOST_ARM: &[Need] = &[
+    Need::Root,
+    Need::HostBinfmt,
+    Need::Busybox("armhf"),
+    Need::Emulator("arm"),
+];
 
 fn run_foreign(bb: &std::path::Path, args: &[&str]) -> Run {
     Run::from_output(
@@ -33,14 +50,7 @@ fn run_foreign(bb: &std::path::Path, args: &[&str]) -> Run {
     )
 }
 
-#[test]
-#[serial(host_binfmt)]
 fn install_runs_foreign_programs_then_uninstall_removes_only_ours() {
-    require!(host_ready(), "needs root and /proc/sys/fs/binfmt_misc");
-    require!(
-        all_busyboxes(),
-        "busybox-static fixtures missing; run tests/run.sh"
-    );
     let names = [
         "qemu-aarch64",
         "qemu-arm",
@@ -174,11 +184,9 @@ fn install_runs_foreign_programs_then_uninstall_removes_only_ours() {
     drop(host);
     assert!(!std::path::Path::new("/proc/sys/fs/binfmt_misc/emukit-test-other").exists());
 }
+case! { install_runs_foreign_programs_then_uninstall_removes_only_ours, needs = HOST_FOREIGN, serial = HostBinfmt }
 
-#[test]
-#[serial(host_binfmt)]
 fn persist_writes_and_uninstall_removes_binfmt_d_files() {
-    require!(host_ready(), "needs root and /proc/sys/fs/binfmt_misc");
     let host = HostBinfmt::save();
     host.take(&["qemu-s390x"]);
     let state = tempfile::tempdir().unwrap();
@@ -224,11 +232,9 @@ fn persist_writes_and_uninstall_removes_binfmt_d_files() {
     assert!(!host.fs().root().join("qemu-s390x").exists());
     drop(host);
 }
+case! { persist_writes_and_uninstall_removes_binfmt_d_files, needs = [Root, HostBinfmt, Emulator("s390x")], serial = HostBinfmt }
 
-#[test]
-#[serial(host_binfmt)]
 fn dry_run_changes_nothing_and_credential_is_opt_in() {
-    require!(host_ready(), "needs root and /proc/sys/fs/binfmt_misc");
     let host = HostBinfmt::save();
     host.take(&["qemu-riscv64", "qemu-sh4"]);
     let state = tempfile::tempdir().unwrap();
@@ -279,11 +285,9 @@ fn dry_run_changes_nothing_and_credential_is_opt_in() {
     binfmtctl(state.path(), &["uninstall", "riscv64"]).success();
     drop(host);
 }
+case! { dry_run_changes_nothing_and_credential_is_opt_in, needs = HOST, serial = HostBinfmt }
 
-#[test]
-#[serial(host_binfmt)]
 fn failures_exit_nonzero_and_register_nothing() {
-    require!(host_ready(), "needs root and /proc/sys/fs/binfmt_misc");
     let host = HostBinfmt::save();
     host.take(&["qemu-s390x", "qemu-sh4"]);
     let state = tempfile::tempdir().unwrap();
@@ -322,23 +326,21 @@ fn failures_exit_nonzero_and_register_nothing() {
     assert!(r.stdout.contains("exec format error"), "{}", r.stdout);
     drop(host);
 }
+case! { failures_exit_nonzero_and_register_nothing, needs = HOST, serial = HostBinfmt }
 
-#[test]
-#[serial(host_binfmt)]
 fn status_and_inspect_show_which_overlapping_entry_wins() {
-    require!(host_ready(), "needs root and /proc/sys/fs/binfmt_misc");
-    require!(
-        busybox("armhf").is_some(),
-        "busybox-static fixtures missing; run tests/run.sh"
-    );
     let host = HostBinfmt::save();
     host.take(&["qemu-arm"]);
     let state = tempfile::tempdir().unwrap();
     binfmtctl(state.path(), &["install", "arm"]).success();
     // A later entry with a looser magic that also matches ARM programs.
+    let emulator = installed_emulator("arm").expect("checked by Need::Emulator");
     std::fs::write(
         host.fs().root().join("register"),
-        ":emukit-test-loose:M::\\x7fELF\\x01\\x01\\x01::/usr/bin/qemu-arm-static:F",
+        format!(
+            ":emukit-test-loose:M::\\x7fELF\\x01\\x01\\x01::{}:F",
+            emulator.display()
+        ),
     )
     .unwrap();
     let st = binfmtctl(state.path(), &["status", "--json"])
@@ -390,13 +392,9 @@ fn status_and_inspect_show_which_overlapping_entry_wins() {
     binfmtctl(state.path(), &["uninstall", "arm"]).success();
     drop(host);
 }
+case! { status_and_inspect_show_which_overlapping_entry_wins, needs = HOST_ARM, serial = HostBinfmt }
 
-#[test]
 fn inspect_reports_foreign_programs() {
-    require!(
-        all_busyboxes(),
-        "busybox-static fixtures missing; run tests/run.sh"
-    );
     let state = tempfile::tempdir().unwrap();
     let paths: Vec<String> = FOREIGN
         .iter()
@@ -429,8 +427,8 @@ fn inspect_reports_foreign_programs() {
     let r = binfmtctl(state.path(), &["inspect", "/etc/hostname"]).code_is(1);
     assert!(r.stderr.contains("not an ELF program"), "{}", r.stderr);
 }
+case! { inspect_reports_foreign_programs, needs = BUSYBOXES }
 
-#[test]
 fn usage_errors_exit_2() {
     let state = tempfile::tempdir().unwrap();
     let r = binfmtctl(state.path(), &["install", "vax"]).code_is(2);
@@ -440,22 +438,9 @@ fn usage_errors_exit_2() {
     let r = binfmtctl(state.path(), &["--install", "arm64", "status"]).code_is(2);
     assert!(r.stderr.contains("cannot be combined"), "{}", r.stderr);
 }
+case! { usage_errors_exit_2 }
 
-#[test]
-#[serial(host_binfmt)]
 fn private_instance_in_a_user_namespace() {
-    require!(
-        userns_works(),
-        "user namespaces are not available (`unshare -Urm true` failed)"
-    );
-    require!(
-        private_binfmt_works(),
-        "this kernel cannot mount binfmt_misc in a user namespace (needs Linux 6.7+)"
-    );
-    require!(
-        busybox("s390x").is_some(),
-        "busybox-static fixtures missing; run tests/run.sh"
-    );
     let state = tempfile::tempdir().unwrap();
     let bb = busybox("s390x").unwrap();
     // binfmt_misc is not mounted at the --root given: install mounts it there (a private
@@ -516,3 +501,4 @@ fn private_instance_in_a_user_namespace() {
     assert!(r.stderr.contains("not empty"), "{}", r.stderr);
     assert!(r.stdout.contains("kept"), "{}", r.stdout);
 }
+case! { private_instance_in_a_user_namespace, needs = [UserNs, PrivateBinfmt, Busybox("s390x")], serial = HostBinfmt }

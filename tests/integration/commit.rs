@@ -4,12 +4,55 @@
 use std::path::Path;
 use std::process::Command;
 
-use serial_test::serial;
-
-use crate::require;
+use crate::case;
+use crate::harness::Need;
 use crate::util::*;
 
 const TARGETS: &[&str] = &["aarch64", "arm", "s390x"];
+/// A build to commit: root, the host's binfmt_misc with the system's emulators for
+/// [`TARGETS`], and the base images.
+const BUILD: &[Need] = &[
+    Need::Root,
+    Need::HostBinfmt,
+    Need::Emulator("aarch64"),
+    Need::Emulator("arm"),
+    Need::Emulator("s390x"),
+    Need::Images,
+];
+/// [`BUILD`], and skopeo to read the commit.
+const WITH_SKOPEO: &[Need] = &[
+    Need::Root,
+    Need::HostBinfmt,
+    Need::Emulator("aarch64"),
+    Need::Emulator("arm"),
+    Need::Emulator("s390x"),
+    Need::Images,
+    Need::Tool("skopeo"),
+];
+/// [`BUILD`], and every peer tool that judges the commit.
+const PEERS: &[Need] = &[
+    Need::Root,
+    Need::HostBinfmt,
+    Need::Emulator("aarch64"),
+    Need::Emulator("arm"),
+    Need::Emulator("s390x"),
+    Need::Images,
+    Need::Tool("skopeo"),
+    Need::Tool("umoci"),
+    Need::Tool("oci-image-tool"),
+    Need::Tool("buildah"),
+];
+/// [`WITH_SKOPEO`], and a Docker engine to load it into.
+const DOCKER: &[Need] = &[
+    Need::Root,
+    Need::HostBinfmt,
+    Need::Emulator("aarch64"),
+    Need::Emulator("arm"),
+    Need::Emulator("s390x"),
+    Need::Images,
+    Need::Tool("skopeo"),
+    Need::Docker,
+];
 const PLATFORMS: &str = "linux/arm64,linux/arm/v7,linux/s390x";
 /// (platform, skopeo --override-arch, --override-variant, buildah --arch, uname -m)
 const EACH: &[(&str, &str, &str, &str, &str)] = &[
@@ -27,17 +70,7 @@ fn built(store: &Path) {
     emubuild(store, &["run", "--", "true"]).success();
 }
 
-#[test]
-#[serial(host_binfmt)]
 fn other_tools_read_what_commit_writes() {
-    require!(is_root(), "needs root");
-    require!(
-        image("oci-umoci").is_some(),
-        "image fixtures missing; run tests/run.sh"
-    );
-    for t in ["skopeo", "umoci", "oci-image-tool", "buildah"] {
-        require!(have(t), "{t} is not installed (tests/run.sh installs it)");
-    }
     let _emu = Emulation::ensure(TARGETS);
     let store = tempfile::tempdir().unwrap();
     built(store.path());
@@ -297,6 +330,7 @@ fn other_tools_read_what_commit_writes() {
         human.stdout
     );
 }
+case! { other_tools_read_what_commit_writes, needs = PEERS, serial = HostBinfmt }
 
 /// The step the reproducibility test builds, on three platforms of the umoci image.
 fn same_step(store: &Path, env: &[(&str, &str)]) {
@@ -325,14 +359,7 @@ fn run_on_all_platforms(store: &Path, step: &str, env: &[(&str, &str)]) {
     .success();
 }
 
-#[test]
-#[serial(host_binfmt)]
 fn reproducible_and_blobs_stored_once() {
-    require!(is_root(), "needs root");
-    require!(
-        image("oci-umoci").is_some(),
-        "image fixtures missing; run tests/run.sh"
-    );
     let _emu = Emulation::ensure(TARGETS);
     let out = tempfile::tempdir().unwrap();
     let env = [("SOURCE_DATE_EPOCH", "1700000000")];
@@ -466,6 +493,7 @@ fn reproducible_and_blobs_stored_once() {
         "application/vnd.oci.image.layer.v1.tar+zstd"
     );
 }
+case! { reproducible_and_blobs_stored_once, needs = WITH_SKOPEO, serial = HostBinfmt }
 
 /// Starts `emubuild commit` (at gzip `level`, so it has real work to do) into `dest` and kills
 /// it after `delay_ms`.
@@ -521,14 +549,7 @@ fn consistent(layout: &Path) -> Result<(), String> {
     Ok(())
 }
 
-#[test]
-#[serial(host_binfmt)]
 fn killed_and_concurrent_commits_leave_consistent_layouts() {
-    require!(is_root(), "needs root");
-    require!(
-        image("rootfs-busybox-arm64.tar").is_some(),
-        "image fixtures missing; run tests/run.sh"
-    );
     let _emu = Emulation::ensure(TARGETS);
     let store = tempfile::tempdir().unwrap();
     let from = format!(
@@ -631,15 +652,9 @@ fn killed_and_concurrent_commits_leave_consistent_layouts() {
         .success();
     }
 }
+case! { killed_and_concurrent_commits_leave_consistent_layouts, needs = WITH_SKOPEO, serial = HostBinfmt }
 
-#[test]
-#[serial(host_binfmt)]
 fn a_broken_platform_fails_the_commit_and_writes_nothing() {
-    require!(is_root(), "needs root");
-    require!(
-        image("oci-umoci").is_some(),
-        "image fixtures missing; run tests/run.sh"
-    );
     let _emu = Emulation::ensure(TARGETS);
     let store = tempfile::tempdir().unwrap();
     built(store.path());
@@ -690,24 +705,9 @@ fn a_broken_platform_fails_the_commit_and_writes_nothing() {
         r.stderr
     );
 }
+case! { a_broken_platform_fails_the_commit_and_writes_nothing, needs = BUILD, serial = HostBinfmt }
 
-#[test]
-#[serial(host_binfmt)]
 fn docker_loads_and_runs_the_archive() {
-    require!(is_root(), "needs root");
-    require!(
-        image("oci-umoci").is_some(),
-        "image fixtures missing; run tests/run.sh"
-    );
-    let docker_ok = Command::new("docker")
-        .arg("info")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    require!(
-        docker_ok,
-        "no Docker engine runs here (`docker info` failed); nothing to load into"
-    );
     let _emu = Emulation::ensure(TARGETS);
     let store = tempfile::tempdir().unwrap();
     built(store.path());
@@ -743,3 +743,4 @@ fn docker_loads_and_runs_the_archive() {
         assert_eq!(r.stdout.trim(), *uname);
     }
 }
+case! { docker_loads_and_runs_the_archive, needs = DOCKER, serial = HostBinfmt }

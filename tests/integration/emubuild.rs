@@ -4,41 +4,47 @@
 
 use std::path::Path;
 
-use serial_test::serial;
-
-use crate::require;
+use crate::case;
+use crate::harness::{Need, installed_emulator};
 use crate::util::*;
 
 const TARGETS: &[&str] = &["aarch64", "arm", "s390x"];
 
-fn ready() -> bool {
-    is_root() && image("rootfs-busybox-arm64.tar").is_some()
-}
+/// What a sandbox test needs: root, the host's binfmt_misc with the system's emulators for
+/// [`TARGETS`], and the base images.
+const SANDBOX: &[Need] = &[
+    Need::Root,
+    Need::HostBinfmt,
+    Need::Emulator("aarch64"),
+    Need::Emulator("arm"),
+    Need::Emulator("s390x"),
+    Need::Images,
+];
+/// [`SANDBOX`] with the Debian tree instead of the busybox images, and the archive its apt
+/// installs from.
+const DEBIAN: &[Need] = &[
+    Need::Root,
+    Need::HostBinfmt,
+    Need::Emulator("aarch64"),
+    Need::Emulator("arm"),
+    Need::Emulator("s390x"),
+    Need::DebianImage,
+    Need::Archive,
+];
 
-macro_rules! setup {
-    () => {{
-        require!(
-            is_root(),
-            "emubuild's sandbox needs root here (rootless is issue 7)"
-        );
-        require!(
-            ready(),
-            "image fixtures missing; run tests/run.sh (tests/fixtures/make-images.sh)"
-        );
-        let emu = Emulation::ensure(TARGETS);
-        let store = tempfile::tempdir().unwrap();
-        (emu, store)
-    }};
+/// Handlers for [`TARGETS`] for the test's duration, and an empty store.
+fn setup() -> (Emulation, tempfile::TempDir) {
+    let emu = Emulation::ensure(TARGETS);
+    let store = tempfile::tempdir().unwrap();
+    (emu, store)
 }
 
 fn img(name: &str) -> String {
     image(name).unwrap().display().to_string()
 }
 
-#[test]
-#[serial(host_binfmt)]
 fn rootfs_tarballs_run_foreign_programs_with_status_passed_through() {
-    let (_emu, store) = setup!();
+    let (_emu, store) = setup();
     for (file, uname, platform) in [
         ("rootfs-busybox-arm64.tar", "aarch64", "linux/arm64"),
         ("rootfs-busybox-arm64.tar.gz", "aarch64", "linux/arm64"),
@@ -109,11 +115,10 @@ fn rootfs_tarballs_run_foreign_programs_with_status_passed_through() {
     assert_ne!(r.code, Some(0));
     assert!(r.stderr.contains("disagrees"), "{}", r.stderr);
 }
+case! { rootfs_tarballs_run_foreign_programs_with_status_passed_through, needs = SANDBOX, serial = HostBinfmt }
 
-#[test]
-#[serial(host_binfmt)]
 fn oci_layouts_from_other_tools_and_platform_selection() {
-    let (_emu, store) = setup!();
+    let (_emu, store) = setup();
     let umoci = img("oci-umoci");
     let cases = [
         ("multi", "linux/arm64", "aarch64"),
@@ -160,10 +165,7 @@ fn oci_layouts_from_other_tools_and_platform_selection() {
             .is_ok_and(|s| s.success())
     };
     // Immutable: not even root can create a staging directory in it.
-    require!(
-        chattr("+i"),
-        "chattr +i failed (the store's file system lacks it)"
-    );
+    assert!(chattr("+i"), "chattr +i {} failed", tmp.display());
     let again = emubuild(
         store.path(),
         &[
@@ -257,11 +259,10 @@ fn oci_layouts_from_other_tools_and_platform_selection() {
     .success();
     assert_eq!(r.stdout.trim(), "aarch64");
 }
+case! { oci_layouts_from_other_tools_and_platform_selection, needs = SANDBOX + [ImmutableFiles], serial = HostBinfmt }
 
-#[test]
-#[serial(host_binfmt)]
 fn layers_apply_whiteouts_opaque_dirs_links_modes_and_owners() {
-    let (_emu, store) = setup!();
+    let (_emu, store) = setup();
     let from = format!("oci:{}:arm64", img("oci-layers"));
     let script = r#"
         test ! -e /data/remove-me.txt && echo whiteout-ok
@@ -316,13 +317,11 @@ fn layers_apply_whiteouts_opaque_dirs_links_modes_and_owners() {
     let names: Vec<&str> = r.stdout.split_whitespace().collect();
     assert_eq!(names, [".", "..", "c"], "{}", r.stdout);
 }
+case! { layers_apply_whiteouts_opaque_dirs_links_modes_and_owners, needs = SANDBOX, serial = HostBinfmt }
 
-#[test]
-#[serial(host_binfmt)]
 fn malicious_layers_never_write_outside() {
-    let (_emu, store) = setup!();
+    let (_emu, store) = setup();
     let evil = fixtures().join("images/evil");
-    require!(evil.is_dir(), "evil layer fixtures missing");
     let probe_paths = [
         "/tmp/escape-absolute",
         "/tmp/escape-symlink",
@@ -393,6 +392,7 @@ fn malicious_layers_never_write_outside() {
         }
     }
 }
+case! { malicious_layers_never_write_outside, needs = SANDBOX + [Tool("getfattr")], serial = HostBinfmt }
 
 fn walk(p: &Path) -> Vec<std::path::PathBuf> {
     let mut out = vec![p.to_path_buf()];
@@ -404,25 +404,22 @@ fn walk(p: &Path) -> Vec<std::path::PathBuf> {
     out
 }
 
+/// The xattrs on `p` (not followed), as getfattr lists them.
 fn xattr_names(p: &Path) -> Vec<String> {
-    let out = std::process::Command::new("getfattr")
+    let o = std::process::Command::new("getfattr")
         .args(["-h", "-d", "-m", "-"])
         .arg(p)
-        .output();
-    match out {
-        Ok(o) => String::from_utf8_lossy(&o.stdout)
-            .lines()
-            .filter(|l| !l.starts_with('#') && !l.is_empty())
-            .map(|l| l.to_string())
-            .collect(),
-        Err(_) => Vec::new(),
-    }
+        .output()
+        .unwrap_or_else(|e| panic!("getfattr: {e}"));
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| l.to_string())
+        .collect()
 }
 
-#[test]
-#[serial(host_binfmt)]
 fn steps_persist_failed_steps_are_discarded_and_mounts_stay_out() {
-    let (_emu, store) = setup!();
+    let (_emu, store) = setup();
     let from = format!("rootfs:{}", img("rootfs-busybox-armhf.tar"));
     emubuild(
         store.path(),
@@ -523,29 +520,48 @@ fn steps_persist_failed_steps_are_discarded_and_mounts_stay_out() {
     assert_eq!(r.code, Some(2));
     assert!(r.stderr.contains("--from"), "{}", r.stderr);
 }
+case! { steps_persist_failed_steps_are_discarded_and_mounts_stay_out, needs = SANDBOX, serial = HostBinfmt }
 
-#[test]
-#[serial(host_binfmt)]
-fn options_env_workdir_user_volumes_network_stdin_tty() {
-    let (_emu, store) = setup!();
+/// [`setup`], and a container from the arm64 busybox tree.
+fn arm64_container() -> (Emulation, tempfile::TempDir) {
+    let (emu, store) = setup();
     let from = format!("rootfs:{}", img("rootfs-busybox-arm64.tar"));
     emubuild(store.path(), &["from", &from]).success();
+    (emu, store)
+}
+
+fn run_env_sets_variables() {
+    let (_emu, store) = arm64_container();
     let r = emubuild(
         store.path(),
         &[
             "run",
             "-e",
             "GREETING=hello world",
-            "-w",
-            "/work/dir",
             "--",
             "sh",
             "-c",
-            "echo $GREETING; pwd",
+            "echo $GREETING",
         ],
     )
     .success();
-    assert_eq!(r.stdout, "hello world\n/work/dir\n");
+    assert_eq!(r.stdout, "hello world\n");
+}
+case! { run_env_sets_variables, needs = SANDBOX, serial = HostBinfmt }
+
+fn run_workdir_is_created() {
+    let (_emu, store) = arm64_container();
+    let r = emubuild(
+        store.path(),
+        &["run", "-w", "/work/dir", "--", "sh", "-c", "pwd"],
+    )
+    .success();
+    assert_eq!(r.stdout, "/work/dir\n");
+}
+case! { run_workdir_is_created, needs = SANDBOX, serial = HostBinfmt }
+
+fn run_user_by_name_gets_its_uid_groups_and_home() {
+    let (_emu, store) = arm64_container();
     let r = emubuild(
         store.path(),
         &[
@@ -563,6 +579,11 @@ fn options_env_workdir_user_volumes_network_stdin_tty() {
     assert_eq!(lines[0], "1000");
     assert!(lines[1].split(' ').any(|g| g == "10"), "{}", r.stdout);
     assert_eq!(lines[2], "/home/builder");
+}
+case! { run_user_by_name_gets_its_uid_groups_and_home, needs = SANDBOX, serial = HostBinfmt }
+
+fn run_user_by_numeric_ids_can_write_dev_null() {
+    let (_emu, store) = arm64_container();
     let r = emubuild(
         store.path(),
         &[
@@ -577,7 +598,11 @@ fn options_env_workdir_user_volumes_network_stdin_tty() {
     )
     .success();
     assert_eq!(r.stdout, "1234\n5678\nnull-writable\n");
-    // Volumes: read-write and read-only.
+}
+case! { run_user_by_numeric_ids_can_write_dev_null, needs = SANDBOX, serial = HostBinfmt }
+
+fn run_volume_is_read_write() {
+    let (_emu, store) = arm64_container();
     let host = tempfile::tempdir().unwrap();
     std::fs::write(host.path().join("in.txt"), "from host").unwrap();
     let rw = format!("{}:/mnt/build", host.path().display());
@@ -599,6 +624,12 @@ fn options_env_workdir_user_volumes_network_stdin_tty() {
         std::fs::read_to_string(host.path().join("out.txt")).unwrap(),
         "built\n"
     );
+}
+case! { run_volume_is_read_write, needs = SANDBOX, serial = HostBinfmt }
+
+fn run_volume_ro_is_read_only() {
+    let (_emu, store) = arm64_container();
+    let host = tempfile::tempdir().unwrap();
     let ro = format!("{}:/mnt/ro:ro", host.path().display());
     let r = emubuild(
         store.path(),
@@ -614,7 +645,11 @@ fn options_env_workdir_user_volumes_network_stdin_tty() {
     )
     .success();
     assert_eq!(r.stdout.trim(), "denied");
-    // Network none: only lo, up.
+}
+case! { run_volume_ro_is_read_only, needs = SANDBOX, serial = HostBinfmt }
+
+fn run_network_none_has_only_lo() {
+    let (_emu, store) = arm64_container();
     let r = emubuild(
         store.path(),
         &[
@@ -629,7 +664,11 @@ fn options_env_workdir_user_volumes_network_stdin_tty() {
     )
     .success();
     assert_eq!(r.stdout.trim(), "lo");
-    // Stdin with -i; a terminal with -t.
+}
+case! { run_network_none_has_only_lo, needs = SANDBOX, serial = HostBinfmt }
+
+fn run_stdin_reaches_the_command_with_i() {
+    let (_emu, store) = arm64_container();
     let r = emubuild_with(
         store.path(),
         &["run", "-i", "--", "sh", "-c", "read line; echo got $line"],
@@ -638,6 +677,11 @@ fn options_env_workdir_user_volumes_network_stdin_tty() {
     )
     .success();
     assert_eq!(r.stdout.trim(), "got abc");
+}
+case! { run_stdin_reaches_the_command_with_i, needs = SANDBOX, serial = HostBinfmt }
+
+fn run_stdin_does_not_reach_the_command_without_i() {
+    let (_emu, store) = arm64_container();
     let r = emubuild_with(
         store.path(),
         &["run", "--", "sh", "-c", "cat"],
@@ -646,9 +690,18 @@ fn options_env_workdir_user_volumes_network_stdin_tty() {
     )
     .success();
     assert_eq!(r.stdout, "", "stdin leaked without -i");
+}
+case! { run_stdin_does_not_reach_the_command_without_i, needs = SANDBOX, serial = HostBinfmt }
+
+fn run_tty_gives_a_terminal_with_t() {
+    let (_emu, store) = arm64_container();
     let r = emubuild(store.path(), &["run", "-t", "--", "busybox", "tty"]).success();
     assert!(r.stdout.trim().starts_with("/dev/pts/"), "{:?}", r.stdout);
-    // Usage errors exit 2.
+}
+case! { run_tty_gives_a_terminal_with_t, needs = SANDBOX, serial = HostBinfmt }
+
+fn run_usage_errors_exit_2() {
+    let (_emu, store) = arm64_container();
     emubuild(
         store.path(),
         &["run", "-v", "/nonexistent-host-path:/x", "--", "true"],
@@ -660,48 +713,46 @@ fn options_env_workdir_user_volumes_network_stdin_tty() {
     )
     .code_is(2);
 }
+case! { run_usage_errors_exit_2, needs = SANDBOX, serial = HostBinfmt }
 
-#[test]
-#[serial(host_binfmt)]
-fn the_sandbox_is_a_container() {
-    let (_emu, store) = setup!();
+/// [`setup`], and a container `box` from the s390x busybox tree.
+fn sandbox() -> (Emulation, tempfile::TempDir) {
+    let (emu, store) = setup();
     let from = format!("rootfs:{}", img("rootfs-busybox-s390x.tar"));
-    let script = r#"
-        echo pid=$$
-        hostname
-        grep CapBnd /proc/self/status
-        ls /dev | tr '\n' ' '; echo
-        touch /sys/x 2>/dev/null && echo sys-writable || echo sys-readonly
-        cat /proc/1/cmdline >/dev/null 2>&1 && echo init-cmdline-readable || echo init-hidden
-        ls /proc/1/exe >/dev/null 2>&1; readlink /proc/1/exe >/dev/null 2>&1 && echo exe-visible || echo exe-hidden
-        ps -o pid,comm | wc -l
-        echo ipc=$(readlink /proc/self/ns/ipc) uts=$(readlink /proc/self/ns/uts)
-        echo procs=$(ls -d /proc/[0-9]* | wc -l)
-        head -n 1 /etc/hosts
-        test -e "$STORE" && echo host-root-visible || echo host-root-gone
-    "#;
-    let store_s = store.path().display().to_string();
-    let r = emubuild(
-        store.path(),
-        &[
-            "run",
-            "--name",
-            "box",
-            "--from",
-            &from,
-            "-e",
-            &format!("STORE={store_s}"),
-            "--",
-            "sh",
-            "-c",
-            script,
-        ],
+    emubuild(store.path(), &["from", "--name", "box", &from]).success();
+    (emu, store)
+}
+
+/// Runs a shell script in `box` with `run` options `opts`; its output.
+fn in_box(store: &Path, opts: &[&str], script: &str) -> String {
+    let mut args = vec!["run", "--name", "box"];
+    args.extend(opts);
+    args.extend(["--", "sh", "-c", script]);
+    emubuild(store, &args).success().stdout
+}
+
+/// Runs a shell script in `box`, started from a shell that holds descriptor 7 open; its output.
+fn in_box_with_fd_7(store: &Path, script: &str) -> String {
+    Run::from_output(
+        std::process::Command::new("sh")
+            .args(["-c", "exec 7</dev/null; exec \"$@\"", "sh"])
+            .arg(emubuild_bin())
+            .args(["run", "--name", "box", "--", "sh", "-c", script])
+            .env("EMUBUILD_STORE", store)
+            .output()
+            .unwrap(),
     )
-    .success();
-    let out = r.stdout;
-    // Its own IPC and UTS namespaces, a /proc of its own PID namespace (init, the shell and
-    // the few programs it runs), the host's /etc/hosts, and after pivot_root nothing of the
-    // host's tree (the store it runs from is not there).
+    .success()
+    .stdout
+}
+
+fn sandbox_has_its_own_ipc_and_uts_namespaces() {
+    let (_emu, store) = sandbox();
+    let out = in_box(
+        store.path(),
+        &[],
+        "echo ipc=$(readlink /proc/self/ns/ipc) uts=$(readlink /proc/self/ns/uts)",
+    );
     for ns in ["ipc", "uts"] {
         let host = std::fs::read_link(format!("/proc/self/ns/{ns}")).unwrap();
         assert!(
@@ -709,12 +760,40 @@ fn the_sandbox_is_a_container() {
             "{ns} namespace shared with the host: {out}"
         );
     }
+}
+case! { sandbox_has_its_own_ipc_and_uts_namespaces, needs = SANDBOX, serial = HostBinfmt }
+
+fn sandbox_has_its_own_pid_namespace() {
+    let (_emu, store) = sandbox();
+    // A /proc of its own PID namespace: init, the shell and the few programs it runs.
+    let out = in_box(
+        store.path(),
+        &[],
+        "echo pid=$$; echo procs=$(ls -d /proc/[0-9]* | wc -l)",
+    );
     let procs: usize = out
         .lines()
         .find_map(|l| l.strip_prefix("procs="))
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or(usize::MAX);
     assert!(procs <= 6, "/proc shows {procs} processes: {out}");
+    assert!(
+        out.contains("pid=2") || out.contains("pid=3"),
+        "not in a new PID namespace: {out}"
+    );
+}
+case! { sandbox_has_its_own_pid_namespace, needs = SANDBOX, serial = HostBinfmt }
+
+fn sandbox_hostname_is_the_container_name() {
+    let (_emu, store) = sandbox();
+    let out = in_box(store.path(), &[], "hostname");
+    assert!(out.lines().any(|l| l == "box"), "{out}");
+}
+case! { sandbox_hostname_is_the_container_name, needs = SANDBOX, serial = HostBinfmt }
+
+fn sandbox_sees_the_hosts_etc_hosts() {
+    let (_emu, store) = sandbox();
+    let out = in_box(store.path(), &[], "head -n 1 /etc/hosts");
     let hosts_first = std::fs::read_to_string("/etc/hosts")
         .unwrap()
         .lines()
@@ -722,14 +801,39 @@ fn the_sandbox_is_a_container() {
         .unwrap_or_default()
         .to_string();
     assert!(out.lines().any(|l| l == hosts_first), "{out}");
-    assert!(out.contains("host-root-gone"), "{out}");
-    assert!(
-        out.contains("pid=2") || out.contains("pid=3"),
-        "not in a new PID namespace: {out}"
+}
+case! { sandbox_sees_the_hosts_etc_hosts, needs = SANDBOX, serial = HostBinfmt }
+
+fn sandbox_sees_nothing_of_the_host_tree() {
+    let (_emu, store) = sandbox();
+    // After pivot_root the store it runs from is not there.
+    let store_env = format!("STORE={}", store.path().display());
+    let out = in_box(
+        store.path(),
+        &["-e", &store_env],
+        r#"test -e "$STORE" && echo host-root-visible || echo host-root-gone"#,
     );
-    assert!(out.contains("\nbox\n"), "{out}");
-    // Docker's default set.
+    assert!(out.contains("host-root-gone"), "{out}");
+}
+case! { sandbox_sees_nothing_of_the_host_tree, needs = SANDBOX, serial = HostBinfmt }
+
+fn sandbox_has_dockers_default_capabilities() {
+    let (_emu, store) = sandbox();
+    let out = in_box(store.path(), &[], "grep CapBnd /proc/self/status");
     assert!(out.contains("CapBnd:\t00000000a80425fb"), "{out}");
+    // With its own network namespace, the same set.
+    let out = in_box(
+        store.path(),
+        &["--network", "none"],
+        "grep CapBnd /proc/self/status",
+    );
+    assert_eq!(out.trim(), "CapBnd:\t00000000a80425fb");
+}
+case! { sandbox_has_dockers_default_capabilities, needs = SANDBOX, serial = HostBinfmt }
+
+fn sandbox_dev_has_the_usual_nodes() {
+    let (_emu, store) = sandbox();
+    let out = in_box(store.path(), &[], "ls /dev | tr '\\n' ' '; echo");
     for d in [
         "null", "zero", "full", "random", "urandom", "tty", "pts", "shm", "ptmx",
     ] {
@@ -738,57 +842,74 @@ fn the_sandbox_is_a_container() {
             "/dev/{d} missing: {out}"
         );
     }
+}
+case! { sandbox_dev_has_the_usual_nodes, needs = SANDBOX, serial = HostBinfmt }
+
+fn sandbox_sys_is_read_only() {
+    let (_emu, store) = sandbox();
+    let out = in_box(
+        store.path(),
+        &[],
+        "touch /sys/x 2>/dev/null && echo sys-writable || echo sys-readonly",
+    );
     assert!(out.contains("sys-readonly"), "{out}");
+}
+case! { sandbox_sys_is_read_only, needs = SANDBOX, serial = HostBinfmt }
+
+fn sandbox_hides_the_host_binary_behind_proc_1_exe() {
+    let (_emu, store) = sandbox();
+    let out = in_box(
+        store.path(),
+        &[],
+        "ls /proc/1/exe >/dev/null 2>&1; readlink /proc/1/exe >/dev/null 2>&1 && echo exe-visible || echo exe-hidden",
+    );
     assert!(
         out.contains("exe-hidden"),
         "the host binary is reachable through /proc/1/exe: {out}"
     );
+}
+case! { sandbox_hides_the_host_binary_behind_proc_1_exe, needs = SANDBOX, serial = HostBinfmt }
 
-    // With its own network namespace, the same set.
-    let r = emubuild(
+fn sandbox_has_its_own_session() {
+    let (_emu, store) = sandbox();
+    // A session of its own: no TIOCSTI into the caller's terminal.
+    let out = in_box_with_fd_7(
         store.path(),
-        &[
-            "run",
-            "--name",
-            "box",
-            "--network",
-            "none",
-            "--",
-            "grep",
-            "CapBnd",
-            "/proc/self/status",
-        ],
-    )
-    .success();
-    assert_eq!(r.stdout.trim(), "CapBnd:\t00000000a80425fb");
-    // Its own session (no TIOCSTI into the caller's terminal), no inherited descriptors, device
-    // nodes made inside are inert, and the store is private to its owner.
-    let inner = "echo sid=$(cut -d' ' -f6 /proc/$$/stat) pid=$$; ls /proc/self/fd | tr '\\n' ' '; echo; mknod /tmp/nullx c 1 3 && (echo data > /tmp/nullx 2>/dev/null && echo device-usable || echo device-inert)";
-    let r = Run::from_output(
-        std::process::Command::new("sh")
-            .args(["-c", "exec 7</dev/null; exec \"$@\"", "sh"])
-            .arg(emubuild_bin())
-            .args(["run", "--name", "box", "--", "sh", "-c", inner])
-            .env("EMUBUILD_STORE", store.path())
-            .output()
-            .unwrap(),
-    )
-    .success();
-    let lines: Vec<&str> = r.stdout.lines().collect();
-    let (sid, pid) = lines[0].split_once(' ').unwrap();
+        "echo sid=$(cut -d' ' -f6 /proc/$$/stat) pid=$$",
+    );
+    let (sid, pid) = out.trim().split_once(' ').unwrap();
     assert_eq!(
         sid.trim_start_matches("sid="),
         pid.trim_start_matches("pid="),
-        "{}",
-        r.stdout
+        "{out}"
     );
+}
+case! { sandbox_has_its_own_session, needs = SANDBOX, serial = HostBinfmt }
+
+fn sandbox_inherits_no_descriptors() {
+    let (_emu, store) = sandbox();
+    let out = in_box_with_fd_7(store.path(), "ls /proc/self/fd | tr '\\n' ' '; echo");
     assert_eq!(
-        lines[1].split_whitespace().collect::<Vec<_>>(),
+        out.split_whitespace().collect::<Vec<_>>(),
         ["0", "1", "2", "3"],
-        "inherited descriptors leaked: {}",
-        r.stdout
+        "inherited descriptors leaked: {out}"
     );
-    assert_eq!(lines[2], "device-inert", "{}", r.stdout);
+}
+case! { sandbox_inherits_no_descriptors, needs = SANDBOX, serial = HostBinfmt }
+
+fn sandbox_device_nodes_made_inside_are_inert() {
+    let (_emu, store) = sandbox();
+    let out = in_box_with_fd_7(
+        store.path(),
+        "mknod /tmp/nullx c 1 3 && (echo data > /tmp/nullx 2>/dev/null && echo device-usable || echo device-inert)",
+    );
+    assert_eq!(out.trim(), "device-inert", "{out}");
+}
+case! { sandbox_device_nodes_made_inside_are_inert, needs = SANDBOX, serial = HostBinfmt }
+
+fn sandbox_store_is_private_to_its_owner() {
+    let (_emu, store) = sandbox();
+    in_box(store.path(), &[], "true");
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(
         std::fs::metadata(store.path())
@@ -799,11 +920,10 @@ fn the_sandbox_is_a_container() {
         0o700
     );
 }
+case! { sandbox_store_is_private_to_its_owner, needs = SANDBOX, serial = HostBinfmt }
 
-#[test]
-#[serial(host_binfmt)]
 fn ctrl_c_stops_the_command() {
-    let (_emu, store) = setup!();
+    let (_emu, store) = setup();
     let from = format!("rootfs:{}", img("rootfs-busybox-arm64.tar"));
     emubuild(store.path(), &["from", &from]).success();
     // SIGINT (what Ctrl-C sends) and SIGTERM (what `kill` and CI runners send) reach the
@@ -828,11 +948,10 @@ fn ctrl_c_stops_the_command() {
         assert_eq!(status.code(), Some(code), "{sig}");
     }
 }
+case! { ctrl_c_stops_the_command, needs = SANDBOX, serial = HostBinfmt }
 
-#[test]
-#[serial(host_binfmt)]
 fn several_platforms_run_at_once_with_prefixed_output() {
-    let (_emu, store) = setup!();
+    let (_emu, store) = setup();
     let from = format!("oci:{}:multi", img("oci-umoci"));
     let r = emubuild(
         store.path(),
@@ -948,12 +1067,9 @@ fn several_platforms_run_at_once_with_prefixed_output() {
     });
     assert!(!left, "a platform's command outlived emubuild");
 }
+case! { several_platforms_run_at_once_with_prefixed_output, needs = SANDBOX + [Tool("pgrep")], serial = HostBinfmt }
 
-#[test]
-#[serial(host_binfmt)]
 fn missing_emulation_fails_before_running() {
-    require!(is_root(), "needs root");
-    require!(ready(), "image fixtures missing; run tests/run.sh");
     let host = HostBinfmt::save();
     host.take(&["qemu-s390x"]);
     let store = tempfile::tempdir().unwrap();
@@ -967,16 +1083,13 @@ fn missing_emulation_fails_before_running() {
     // target's magic but not this image's programs (busybox is marked GNU/Linux in EI_OSABI;
     // this handler wants exactly SYSV). Each fails before running, naming the fix.
     let t = emukit::arch::Table::get().by_name("s390x").unwrap();
-    let emulator = ["/usr/bin/qemu-s390x-static", "/usr/bin/qemu-s390x"]
-        .into_iter()
-        .find(|p| Path::new(p).exists());
-    require!(emulator.is_some(), "no installed qemu-s390x emulator");
+    let emulator = installed_emulator("s390x").expect("checked by Need::Emulator");
     let register = |mask: &[u8], flags: &str| {
         let line = format!(
             ":qemu-s390x:M::{}:{}:{}:{flags}",
             emukit::arch::encode_escaped(&t.magic),
             emukit::arch::encode_escaped(mask),
-            emulator.unwrap()
+            emulator.display()
         );
         std::fs::write(host.fs().root().join("register"), line).unwrap();
     };
@@ -1001,15 +1114,9 @@ fn missing_emulation_fails_before_running() {
     std::fs::write(&entry, "-1").unwrap();
     drop(host);
 }
+case! { missing_emulation_fails_before_running, needs = [Root, HostBinfmt, Images, Emulator("s390x")], serial = HostBinfmt }
 
-#[test]
-#[serial(host_binfmt)]
 fn debian_tree_runs_its_package_manager() {
-    require!(is_root(), "needs root");
-    require!(
-        image("debian-arm64.tar").is_some(),
-        "debian-arm64.tar missing; tests/run.sh builds it (make-images.sh --with-debian)"
-    );
     let _emu = Emulation::ensure(TARGETS);
     let store = tempfile::tempdir().unwrap();
     let from = format!("rootfs:{}", img("debian-arm64.tar"));
@@ -1040,11 +1147,10 @@ fn debian_tree_runs_its_package_manager() {
     let r = emubuild(store.path(), &["run", "--", "hello", "-g", "again"]).success();
     assert_eq!(r.stdout.trim(), "again");
 }
+case! { debian_tree_runs_its_package_manager, needs = DEBIAN, serial = HostBinfmt }
 
-#[test]
-#[serial(host_binfmt)]
 fn deep_stacks_run_in_one_overlay_then_in_a_copy() {
-    let (_emu, store) = setup!();
+    let (_emu, store) = setup();
     let from = format!("rootfs:{}", img("rootfs-busybox-arm64.tar"));
     emubuild(store.path(), &["from", "--platform", "linux/arm64", &from]).success();
     let host = tempfile::tempdir().unwrap();
@@ -1099,11 +1205,10 @@ fn deep_stacks_run_in_one_overlay_then_in_a_copy() {
     let r = emubuild(store.path(), &["run", "--", "cat", "/made"]).success();
     assert_eq!(r.stdout.trim(), "made");
 }
+case! { deep_stacks_run_in_one_overlay_then_in_a_copy, needs = SANDBOX, serial = HostBinfmt }
 
-#[test]
-#[serial(host_binfmt)]
 fn the_copying_snapshotter_makes_the_same_layers_as_overlayfs() {
-    let (_emu, _) = setup!();
+    let (_emu, _) = setup();
     let from = format!("oci:{}:arm64", img("oci-layers"));
     let steps = [
         // Additions, a deletion of a base file, a replaced directory, links, modes, owners.
@@ -1170,3 +1275,4 @@ fn the_copying_snapshotter_makes_the_same_layers_as_overlayfs() {
         "the two snapshotters made different layers: {results:?}"
     );
 }
+case! { the_copying_snapshotter_makes_the_same_layers_as_overlayfs, needs = SANDBOX + [Tool("skopeo")], serial = HostBinfmt }

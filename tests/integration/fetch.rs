@@ -4,9 +4,7 @@
 
 use std::path::Path;
 
-use serial_test::serial;
-
-use crate::require;
+use crate::case;
 use crate::util::*;
 
 fn fetch_env<'a>(cache: &'a Path, mirror: &'a str) -> Vec<(&'a str, &'a str)> {
@@ -50,22 +48,12 @@ fn assert_refused(what: &str, r: &Run, expect: &[&str], cache: &Path) {
     );
 }
 
-fn system_mirror() -> Option<String> {
-    emukit::emulator::mirror::from_apt_sources(Path::new("/etc/apt"))
-        .or_else(|| std::env::var("BINFMTCTL_MIRROR").ok())
-}
-
-#[test]
 fn real_fetch_then_offline_cache_hit() {
     let mirror = system_mirror();
-    require!(
-        mirror.is_some(),
-        "no Debian mirror in the apt sources and BINFMTCTL_MIRROR unset"
-    );
     let state = tempfile::tempdir().unwrap();
     let cache = tempfile::tempdir().unwrap();
     let dest = tempfile::tempdir().unwrap();
-    let mirror = mirror.unwrap();
+    let mirror = mirror.expect("checked by Need::Mirror");
     let env = fetch_env(cache.path(), &mirror);
     let r = binfmtctl_env(
         state.path(),
@@ -78,11 +66,6 @@ fn real_fetch_then_offline_cache_hit() {
             dest.path().to_str().unwrap(),
         ],
         &env,
-    );
-    require!(
-        r.code == Some(0) || !r.stderr.contains("cannot download"),
-        "the Debian archive is unreachable: {}",
-        r.stderr
     );
     let v = r.success().json();
     for (i, t) in ["aarch64", "riscv64"].iter().enumerate() {
@@ -171,15 +154,11 @@ fn real_fetch_then_offline_cache_hit() {
     assert!(r.stderr.contains("changed on disk"), "{}", r.stderr);
     assert!(r.stderr.contains("127.0.0.1:9"), "{}", r.stderr);
 }
+case! { real_fetch_then_offline_cache_hit, needs = [Mirror, Archive] }
 
-#[test]
 fn tampered_mirror_is_refused_and_nothing_is_cached() {
     let fixture = mirror_fixture("trixie");
-    require!(
-        fixture.is_some(),
-        "cannot build the local mirror fixture (no reachable Debian mirror)"
-    );
-    let (root, deb_rel, index_rel) = fixture.unwrap();
+    let (root, deb_rel, index_rel) = fixture.expect("checked by Need::MirrorFixture");
     let state = tempfile::tempdir().unwrap();
 
     // The untampered local mirror works: the refusals below are about the tampering only.
@@ -274,17 +253,11 @@ fn tampered_mirror_is_refused_and_nothing_is_cached() {
         assert_refused(what, &r, expect, cache.path());
     }
 }
+case! { tampered_mirror_is_refused_and_nothing_is_cached, needs = [MirrorFixture, Tool("script")] }
 
-#[test]
-#[serial(host_binfmt)]
 fn tampered_download_registers_nothing() {
-    require!(is_root(), "needs root to register handlers");
     let fixture = mirror_fixture("trixie");
-    require!(
-        fixture.is_some(),
-        "cannot build the local mirror fixture (no reachable Debian mirror)"
-    );
-    let (root, deb_rel, _) = fixture.unwrap();
+    let (root, deb_rel, _) = fixture.expect("checked by Need::MirrorFixture");
     let host = HostBinfmt::save();
     host.take(&["qemu-s390x"]);
     let deb_len = std::fs::metadata(root.join(&deb_rel)).unwrap().len();
@@ -323,15 +296,11 @@ fn tampered_download_registers_nothing() {
     binfmtctl(state.path(), &["uninstall", "s390x"]).success();
     drop(host);
 }
+case! { tampered_download_registers_nothing, needs = [Root, HostBinfmt, MirrorFixture], serial = HostBinfmt }
 
-#[test]
 fn concurrent_fetches_share_the_cache_safely() {
     let fixture = mirror_fixture("trixie");
-    require!(
-        fixture.is_some(),
-        "cannot build the local mirror fixture (no reachable Debian mirror)"
-    );
-    let (root, _, _) = fixture.unwrap();
+    let (root, _, _) = fixture.expect("checked by Need::MirrorFixture");
     let server = MirrorServer::start(&root, None);
     let state = tempfile::tempdir().unwrap();
     let cache = tempfile::tempdir().unwrap();
@@ -378,8 +347,8 @@ fn concurrent_fetches_share_the_cache_safely() {
         assert_eq!(rec["sha256"], sha.as_str());
     }
 }
+case! { concurrent_fetches_share_the_cache_safely, needs = [MirrorFixture] }
 
-#[test]
 fn no_mirror_known_is_a_clear_error() {
     let state = tempfile::tempdir().unwrap();
     let cache = tempfile::tempdir().unwrap();
@@ -398,6 +367,7 @@ fn no_mirror_known_is_a_clear_error() {
     let bad = binfmtctl_env(state.path(), &["fetch", "arm", "--suite", "potato"], &[]).code_is(2);
     assert!(bad.stderr.contains("unknown suite"), "{}", bad.stderr);
 }
+case! { no_mirror_known_is_a_clear_error }
 
 /// A Debian archive of our own, signed by a key made for the test: `dists/trixie/InRelease`
 /// (clearsigned), its amd64 `Packages.xz`, and a `qemu-user` package holding `files` (archive
@@ -442,12 +412,7 @@ fn self_signed_archive(dir: &Path, files: &[(&str, &Path)]) -> std::path::PathBu
     dir.join("keyring.gpg")
 }
 
-#[test]
 fn foreign_or_dynamic_emulators_and_unknown_signers_are_refused() {
-    require!(
-        busybox("s390x").is_some(),
-        "busybox-static fixtures missing; run tests/run.sh"
-    );
     let dir = tempfile::tempdir().unwrap();
     // "qemu-s390x" that is an s390x program (not one for this host), "qemu-arm" that is this
     // host's dynamically linked /bin/ls.
@@ -510,24 +475,11 @@ fn foreign_or_dynamic_emulators_and_unknown_signers_are_refused() {
     assert!(r.stderr.contains("InRelease"), "{}", r.stderr);
     assert!(cached_files(cache.path()).is_empty());
 }
+case! { foreign_or_dynamic_emulators_and_unknown_signers_are_refused, needs = [Busybox("s390x"), Tool("gpg"), Tool("dpkg-deb")] }
 
-#[test]
-#[serial(host_binfmt)]
 fn auto_source_falls_back_to_the_cache_then_the_archive() {
-    require!(is_root(), "needs root to register handlers");
-    require!(
-        std::process::Command::new("unshare")
-            .args(["-m", "true"])
-            .status()
-            .is_ok_and(|s| s.success()),
-        "cannot make a mount namespace"
-    );
     let fixture = mirror_fixture("trixie");
-    require!(
-        fixture.is_some(),
-        "cannot build the local mirror fixture (no reachable Debian mirror)"
-    );
-    let (root, _, _) = fixture.unwrap();
+    let (root, _, _) = fixture.expect("checked by Need::MirrorFixture");
     let host = HostBinfmt::save();
     host.take(&["qemu-s390x"]);
     let server = MirrorServer::start(&root, None);
@@ -576,15 +528,11 @@ fn auto_source_falls_back_to_the_cache_then_the_archive() {
     run("uninstall s390x").success();
     drop(host);
 }
+case! { auto_source_falls_back_to_the_cache_then_the_archive, needs = [Root, HostBinfmt, MountNs, MirrorFixture], serial = HostBinfmt }
 
-#[test]
 fn network_failures_are_retried_then_name_the_url() {
     let fixture = mirror_fixture("trixie");
-    require!(
-        fixture.is_some(),
-        "cannot build the local mirror fixture (no reachable Debian mirror)"
-    );
-    let (root, deb_rel, _) = fixture.unwrap();
+    let (root, deb_rel, _) = fixture.expect("checked by Need::MirrorFixture");
     let state = tempfile::tempdir().unwrap();
     // The .deb breaks off halfway twice: the third attempt gets it, verified.
     let server = MirrorServer::flaky(&root, &deb_rel, 2);
@@ -618,3 +566,4 @@ fn network_failures_are_retried_then_name_the_url() {
         cached_files(cache.path())
     );
 }
+case! { network_failures_are_retried_then_name_the_url, needs = [MirrorFixture] }

@@ -5,23 +5,47 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use serial_test::serial;
-
-use crate::require;
+use crate::case;
+use crate::harness::Need;
 use crate::util::*;
+
+/// Copying into arm64 trees and running the result.
+const COPY: &[Need] = &[
+    Need::Root,
+    Need::HostBinfmt,
+    Need::Emulator("aarch64"),
+    Need::Busybox("arm64"),
+    Need::DebianImage,
+];
+/// The container image used as a privileged container: root, the host's binfmt_misc, the
+/// peer tools that unpack and read it, every busybox fixture, and a mirror for the emulators
+/// the image's build fetches.
+const IMAGE_AS_CONTAINER: &[Need] = &[
+    Need::Root,
+    Need::HostBinfmt,
+    Need::Tool("umoci"),
+    Need::Tool("skopeo"),
+    Need::Tool("setpriv"),
+    Need::Busybox("arm64"),
+    Need::Busybox("armhf"),
+    Need::Busybox("s390x"),
+    Need::Busybox("ppc64el"),
+    Need::Mirror,
+];
+/// The container image run by Docker.
+const IMAGE_IN_DOCKER: &[Need] = &[
+    Need::Root,
+    Need::HostBinfmt,
+    Need::Docker,
+    Need::Busybox("arm64"),
+    Need::Mirror,
+];
 
 fn sh(script: &str) -> Run {
     Run::from_output(Command::new("sh").args(["-ec", script]).output().unwrap())
 }
 
-#[test]
-#[serial(host_binfmt)]
 fn copy_into_scratch_and_into_a_debian_tree() {
-    require!(is_root(), "needs root");
-    require!(
-        busybox("arm64").is_some(),
-        "busybox fixtures missing; run tests/run.sh"
-    );
     let _emu = Emulation::ensure(&["aarch64"]);
     let store = tempfile::tempdir().unwrap();
     let host = tempfile::tempdir().unwrap();
@@ -91,10 +115,6 @@ fn copy_into_scratch_and_into_a_debian_tree() {
     );
 
     // Into a merged-/usr Debian tree: /bin is a symlink to usr/bin and must stay one.
-    require!(
-        image("debian-arm64.tar").is_some(),
-        "the Debian arm64 tree fixture is missing; run tests/run.sh"
-    );
     {
         let deb = image("debian-arm64.tar").unwrap();
         let from = format!("rootfs:{}", deb.display());
@@ -131,31 +151,34 @@ fn copy_into_scratch_and_into_a_debian_tree() {
     let r = emubuild(store.path(), &["copy", "/no/such/file", "/x"]);
     assert!(r.stderr.contains("does not exist"), "{}", r.stderr);
 }
+case! { copy_into_scratch_and_into_a_debian_tree, needs = COPY, serial = HostBinfmt }
 
 /// Builds the container image once per test run (cargo and the emulator cache keep it cheap).
-fn container_image() -> Option<PathBuf> {
-    static BUILT: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+/// Our own build script failing fails the test that needs the image.
+fn container_image() -> PathBuf {
+    static BUILT: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
     BUILT
         .get_or_init(|| {
             let out = fixtures().join("binfmtctl-image");
             let archive = fixtures().join("binfmtctl-image.tar");
             let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/container/build");
-            let o = Command::new(script)
+            let o = Command::new(&script)
                 .arg(&out)
                 .args(["--debug", "--archive"])
                 .arg(&archive)
                 .output()
-                .ok()?;
+                .map_err(|e| format!("{}: {e}", script.display()))?;
             if !o.status.success() {
-                eprintln!(
-                    "packaging/container/build failed:\n{}",
+                return Err(format!(
+                    "packaging/container/build failed ({}):\n{}",
+                    o.status,
                     String::from_utf8_lossy(&o.stderr)
-                );
-                return None;
+                ));
             }
-            Some(out)
+            Ok(out)
         })
         .clone()
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The image's environment, as a container runtime would set it.
@@ -185,24 +208,8 @@ fn image_config(layout: &Path) -> serde_json::Value {
     .json()
 }
 
-#[test]
-#[serial(host_binfmt)]
 fn the_image_sets_up_the_host_as_a_privileged_container() {
-    require!(is_root(), "needs root");
-    require!(
-        have("umoci") && have("skopeo"),
-        "umoci and skopeo are needed (tests/run.sh installs them)"
-    );
-    require!(
-        busybox("arm64").is_some(),
-        "busybox fixtures missing; run tests/run.sh"
-    );
     let layout = container_image();
-    require!(
-        layout.is_some(),
-        "packaging/container/build failed (see above)"
-    );
-    let layout = layout.unwrap();
     let bundle = tempfile::tempdir().unwrap();
     sh(&format!(
         "umoci unpack --image {}:latest {}/b",
@@ -279,15 +286,8 @@ fn the_image_sets_up_the_host_as_a_privileged_container() {
         ("s390x", "s390x"),
         ("ppc64el", "ppc64le"),
     ] {
-        let bb = busybox(arch);
-        require!(
-            bb.is_some(),
-            "busybox fixture for {arch} missing; run tests/run.sh"
-        );
-        let out = Command::new(bb.unwrap())
-            .args(["uname", "-m"])
-            .output()
-            .unwrap();
+        let bb = busybox(arch).expect("checked by Need::Busybox");
+        let out = Command::new(bb).args(["uname", "-m"]).output().unwrap();
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), uname);
     }
     let text = std::fs::read_to_string("/proc/sys/fs/binfmt_misc/qemu-aarch64").unwrap();
@@ -331,29 +331,10 @@ fn the_image_sets_up_the_host_as_a_privileged_container() {
     assert!(r.stderr.contains("--privileged"), "{}", r.stderr);
     drop(host);
 }
+case! { the_image_sets_up_the_host_as_a_privileged_container, needs = IMAGE_AS_CONTAINER, serial = HostBinfmt }
 
-#[test]
-#[serial(host_binfmt)]
 fn docker_runs_the_image() {
-    require!(is_root(), "needs root");
-    let docker_ok = Command::new("docker")
-        .arg("info")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    require!(
-        docker_ok,
-        "no Docker engine runs here (`docker info` failed)"
-    );
-    require!(
-        busybox("arm64").is_some(),
-        "busybox fixtures missing; run tests/run.sh"
-    );
-    let layout = container_image();
-    require!(
-        layout.is_some(),
-        "packaging/container/build failed (see above)"
-    );
+    container_image();
     let archive = fixtures().join("binfmtctl-image.tar");
     let host = HostBinfmt::save();
     let all: Vec<String> = emukit::arch::Table::get()
@@ -414,13 +395,9 @@ fn docker_runs_the_image() {
     let _ = sh(&format!("docker rmi -f {tag}"));
     drop(host);
 }
+case! { docker_runs_the_image, needs = IMAGE_IN_DOCKER, serial = HostBinfmt }
 
-#[test]
 fn keep_registers_again_what_a_flush_removed() {
-    require!(
-        private_binfmt_works(),
-        "this kernel cannot mount binfmt_misc in a user namespace (needs Linux 6.7+)"
-    );
     let state = tempfile::tempdir().unwrap();
     let script = r#"
         export BINFMTCTL_ROOT="$BINFMTCTL_STATE_DIR/bm"
@@ -463,13 +440,9 @@ fn keep_registers_again_what_a_flush_removed() {
     assert!(lines[1].contains("refreshed"), "{}", r.stdout);
     assert!(lines[2].contains("unchanged"), "{}", r.stdout);
 }
+case! { keep_registers_again_what_a_flush_removed, needs = [PrivateBinfmt] }
 
-#[test]
 fn restore_brings_back_persisted_handlers() {
-    require!(
-        private_binfmt_works(),
-        "this kernel cannot mount binfmt_misc in a user namespace (needs Linux 6.7+)"
-    );
     let state = tempfile::tempdir().unwrap();
     let script = r#"
         export BINFMTCTL_ROOT="$BINFMTCTL_STATE_DIR/bm" BINFMTCTL_PERSIST_DIR="$BINFMTCTL_STATE_DIR/binfmt.d"
@@ -498,14 +471,10 @@ fn restore_brings_back_persisted_handlers() {
         r.stdout
     );
 }
+case! { restore_brings_back_persisted_handlers, needs = [PrivateBinfmt] }
 
-#[test]
 fn packaging_files_are_valid() {
     // The systemd unit, as systemd reads it (with our binary in place of /usr/bin/binfmtctl).
-    require!(
-        have("systemd-analyze"),
-        "systemd-analyze is missing (apt-get install systemd)"
-    );
     {
         let d = tempfile::tempdir().unwrap();
         let unit = std::fs::read_to_string(
@@ -534,10 +503,6 @@ fn packaging_files_are_valid() {
         assert!(problems.is_empty() && r.code == Some(0), "{}", r.stderr);
     }
     // The Kubernetes manifests.
-    require!(
-        sh("python3 -c 'import yaml'").code == Some(0),
-        "python3-yaml is needed (tests/run.sh installs it)"
-    );
     let check = r#"
 import sys, yaml
 d = yaml.safe_load(open(sys.argv[1]))
@@ -585,13 +550,9 @@ print("ok")
         );
     }
 }
+case! { packaging_files_are_valid, needs = [Tool("systemd-analyze"), PythonModule("yaml")] }
 
-#[test]
 fn debian_package_holds_commands_unit_completions_and_man_pages() {
-    require!(
-        have("cargo-deb"),
-        "cargo-deb is missing (tests/run.sh installs it: cargo install --locked cargo-deb)"
-    );
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let r = Run::from_output(
         Command::new(root.join("packaging/deb/build"))
@@ -635,3 +596,4 @@ fn debian_package_holds_commands_unit_completions_and_man_pages() {
         "{info}"
     );
 }
+case! { debian_package_holds_commands_unit_completions_and_man_pages, needs = [Tool("cargo-deb")] }

@@ -5,10 +5,28 @@
 use std::path::Path;
 use std::process::Command;
 
-use serial_test::serial;
-
-use crate::require;
+use crate::case;
+use crate::harness::Need;
 use crate::util::*;
+
+/// An unprivileged user's emulation: root to create the user, a private binfmt_misc, the
+/// images, the tools that give the user subordinate IDs; the host's binfmt_misc is watched.
+const ROOTLESS: &[Need] = &[
+    Need::Root,
+    Need::HostBinfmt,
+    Need::PrivateBinfmt,
+    Need::Images,
+    Need::Busybox("s390x"),
+    Need::Tool("newuidmap"),
+    Need::Tool("useradd"),
+];
+/// A user whose user namespaces are taken away (in one of its own).
+const NO_USERNS: &[Need] = &[
+    Need::Root,
+    Need::UserNs,
+    Need::Images,
+    Need::Tool("useradd"),
+];
 
 /// A throwaway user; removed (with its home and subordinate IDs) on drop.
 struct TestUser {
@@ -103,22 +121,7 @@ fn layer_owners(layout: &Path) -> Vec<String> {
     out
 }
 
-#[test]
-#[serial(host_binfmt)]
 fn an_unprivileged_user_builds_and_commits_without_touching_the_host() {
-    require!(is_root(), "creating the test users needs root");
-    require!(
-        private_binfmt_works(),
-        "this kernel cannot mount binfmt_misc in a user namespace (needs Linux 6.7+)"
-    );
-    require!(
-        image("rootfs-busybox-arm64.tar").is_some() && busybox("s390x").is_some(),
-        "fixtures missing; run tests/run.sh"
-    );
-    require!(
-        Path::new("/usr/bin/newuidmap").exists(),
-        "newuidmap is missing (apt-get install uidmap)"
-    );
     let host = HostBinfmt::save();
     host.take(&["qemu-aarch64", "qemu-s390x"]);
     let before = entries();
@@ -220,18 +223,9 @@ fn an_unprivileged_user_builds_and_commits_without_touching_the_host() {
     drop(user);
     drop(host);
 }
+case! { an_unprivileged_user_builds_and_commits_without_touching_the_host, needs = ROOTLESS, serial = HostBinfmt }
 
-#[test]
 fn without_user_namespaces_a_clear_error_and_nothing_left() {
-    require!(is_root(), "creating the test user needs root");
-    require!(
-        userns_works(),
-        "user namespaces are not available at all here"
-    );
-    require!(
-        image("rootfs-busybox-arm64.tar").is_some(),
-        "fixtures missing; run tests/run.sh"
-    );
     let user = TestUser::create(true).expect("useradd");
     // A user namespace whose limit for nested namespaces is 0: creating one fails as on a
     // system where they are disabled.
@@ -280,3 +274,4 @@ fn without_user_namespaces_a_clear_error_and_nothing_left() {
     );
     assert!(!r.stdout.contains("gone"), "left behind: {}", r.stdout);
 }
+case! { without_user_namespaces_a_clear_error_and_nothing_left, needs = NO_USERNS }

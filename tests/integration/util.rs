@@ -1,5 +1,5 @@
-//! Shared test helpers: running our binaries, fixtures, prerequisites, and a guard that restores
-//! the host's binfmt_misc entries.
+//! Shared test helpers: running our binaries, fixtures, the probes behind `harness::Need`, and
+//! a guard that restores the host's binfmt_misc entries.
 
 #![allow(dead_code)]
 
@@ -7,21 +7,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use emukit::binfmt::{BinfmtFs, Entry};
-
-/// Skips (or, in strict mode, fails) a test whose prerequisite is missing.
-#[macro_export]
-macro_rules! require {
-    ($cond:expr, $($why:tt)+) => {
-        if !$cond {
-            let why = format!($($why)+);
-            if std::env::var_os("EMUKIT_TEST_STRICT").is_some() {
-                panic!("cannot run this test: {why}");
-            }
-            eprintln!("SKIPPED: {why} (EMUKIT_TEST_STRICT=1 makes this a failure)");
-            return;
-        }
-    };
-}
 
 /// The `binfmtctl` binary under test.
 pub fn binfmtctl_bin() -> PathBuf {
@@ -346,6 +331,12 @@ impl Drop for MirrorServer {
     }
 }
 
+/// The Debian mirror the system uses (its apt sources), or `BINFMTCTL_MIRROR`.
+pub fn system_mirror() -> Option<String> {
+    emukit::emulator::mirror::from_apt_sources(Path::new("/etc/apt"))
+        .or_else(|| std::env::var("BINFMTCTL_MIRROR").ok())
+}
+
 /// A copy of the real archive's files for one suite, for a local mirror:
 /// `<fixtures>/mirror/debian/dists/<suite>/InRelease`, its amd64 Packages.xz, and the emulator
 /// package's `.deb`. Downloaded once from the system's Debian mirror; None when unreachable.
@@ -356,8 +347,7 @@ pub fn mirror_fixture(suite: &str) -> Option<(PathBuf, String, String)> {
     let suite_cfg = emukit::emulator::suites::Suites::get().find(suite)?;
     let dists = base.join("dists").join(suite);
     let index_rel = "main/binary-amd64/Packages.xz";
-    let real = emukit::emulator::mirror::from_apt_sources(Path::new("/etc/apt"))
-        .or_else(|| std::env::var("BINFMTCTL_MIRROR").ok())?;
+    let real = system_mirror()?;
     let dl = Downloader::new(emukit::progress::silent());
     if !dists.join(index_rel).exists() {
         std::fs::create_dir_all(dists.join("main/binary-amd64")).ok()?;
