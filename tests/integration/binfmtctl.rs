@@ -502,3 +502,66 @@ fn private_instance_in_a_user_namespace() {
     assert!(r.stdout.contains("kept"), "{}", r.stdout);
 }
 case! { private_instance_in_a_user_namespace, needs = [UserNs, PrivateBinfmt, Busybox("s390x")], serial = HostBinfmt }
+
+/// A chroot holding only binfmtctl and its libraries.
+fn bare_chroot() -> tempfile::TempDir {
+    let root = tempfile::tempdir().unwrap();
+    let bin = binfmtctl_bin();
+    std::fs::copy(&bin, root.path().join("binfmtctl")).unwrap();
+    let ldd = tool("ldd", &[bin.to_str().unwrap()]).success();
+    for lib in ldd.stdout.split_whitespace().filter(|w| w.starts_with('/')) {
+        let dest = root.path().join(lib.trim_start_matches('/'));
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::fs::copy(lib, dest).unwrap();
+    }
+    root
+}
+
+/// `verify` in a bare chroot says which path failed and what to mount: no directory to write
+/// the probe to, then (with one) a handler without F whose emulator the chroot lacks.
+fn verify_in_a_bare_chroot_says_what_is_missing() {
+    let host = HostBinfmt::save();
+    host.take(&["qemu-aarch64"]);
+    let root = bare_chroot();
+    let verify = || {
+        Run::from_output(
+            Command::new("chroot")
+                .arg(root.path())
+                .args(["/binfmtctl", "verify", "aarch64"])
+                .env_remove("TMPDIR")
+                .output()
+                .unwrap(),
+        )
+    };
+    let r = verify().code_is(1);
+    for want in [
+        "`/tmp` (No such file or directory)",
+        "`/dev/shm`",
+        "mount -t tmpfs",
+    ] {
+        assert!(r.stdout.contains(want), "no `{want}` in:\n{}", r.stdout);
+    }
+    // With a /tmp, a handler without F: its emulator is not in the chroot.
+    let tmp = root.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let emulator = installed_emulator("aarch64").unwrap();
+    let t = emukit::arch::Table::get().by_name("aarch64").unwrap();
+    let no_f = emukit::binfmt::Registration::for_target(
+        t,
+        emulator.to_str().unwrap(),
+        emukit::binfmt::Flags::default(),
+    );
+    host.fs().register(&no_f).unwrap();
+    let r = verify().code_is(1);
+    for want in [
+        "No such file or directory",
+        "chroot or container",
+        "F flag",
+        "binfmtctl install --replace aarch64",
+    ] {
+        assert!(r.stdout.contains(want), "no `{want}` in:\n{}", r.stdout);
+    }
+    // Outside the chroot the same handler works: the message was about the chroot.
+    binfmtctl(tempfile::tempdir().unwrap().path(), &["verify", "aarch64"]).success();
+}
+case! { verify_in_a_bare_chroot_says_what_is_missing, needs = [Root, HostBinfmt, Emulator("aarch64"), Tool("chroot"), Tool("ldd")], serial = HostBinfmt }

@@ -1276,3 +1276,181 @@ fn the_copying_snapshotter_makes_the_same_layers_as_overlayfs() {
     );
 }
 case! { the_copying_snapshotter_makes_the_same_layers_as_overlayfs, needs = SANDBOX + [Tool("skopeo")], serial = HostBinfmt }
+
+/// With handlers registered as `binfmtctl install` does by default (no flags), busybox's
+/// applets work: busybox re-executes itself through /proc/self/exe for them, which needs P.
+fn busybox_applets_run_under_default_handlers() {
+    let (_emu, store) = setup();
+    for (file, uname) in [
+        ("rootfs-busybox-arm64.tar", "aarch64"),
+        ("rootfs-busybox-armhf.tar", "armv7l"),
+        ("rootfs-busybox-s390x.tar", "s390x"),
+    ] {
+        let name = file.replace('.', "-");
+        let from = format!("rootfs:{}", img(file));
+        let r = emubuild(
+            store.path(),
+            &[
+                "run",
+                "--name",
+                &name,
+                "--from",
+                &from,
+                "--",
+                "sh",
+                "-c",
+                "cat /etc/base-marker; ls /etc | grep -c passwd; sh -c 'uname -m'; echo done",
+            ],
+        )
+        .success();
+        let lines: Vec<&str> = r.stdout.lines().collect();
+        assert!(
+            lines[0].starts_with("base-"),
+            "{file}: cat: {}\n{}",
+            r.stdout,
+            r.stderr
+        );
+        assert_eq!(lines[1], "1", "{file}: ls: {}", r.stdout);
+        assert_eq!(lines[2], uname, "{file}: sh -c: {}", r.stdout);
+        assert_eq!(lines[3], "done", "{file}");
+    }
+    // And each handler really carries P (F too), from the default install.
+    for t in ["aarch64", "arm", "s390x"] {
+        let text = std::fs::read_to_string(format!("/proc/sys/fs/binfmt_misc/qemu-{t}")).unwrap();
+        assert!(text.contains("flags: PF\n"), "{t}: {text}");
+    }
+}
+case! { busybox_applets_run_under_default_handlers, needs = SANDBOX, serial = HostBinfmt }
+
+/// `emubuild -v run` logs the layer stack, the snapshotter it chose, the mounts and the
+/// handler; without `-v` none of that.
+fn verbose_runs_log_mounts_and_the_snapshotter() {
+    let (_emu, store) = setup();
+    let from = format!("rootfs:{}", img("rootfs-busybox-arm64.tar"));
+    let host = tempfile::tempdir().unwrap();
+    let bind = format!("{}:/hostdir:ro", host.path().display());
+    let r = emubuild(
+        store.path(),
+        &["-v", "run", "--from", &from, "-v", &bind, "--", "true"],
+    )
+    .success();
+    for want in [
+        "layer stack",
+        "snapshotter chosen",
+        "mounted overlay",
+        "lowerdir=",
+        "mounted proc on /proc",
+        "target=/hostdir",
+        "runs through a binfmt_misc handler",
+        "handler=qemu-aarch64",
+    ] {
+        assert!(r.stderr.contains(want), "no `{want}` in:\n{}", r.stderr);
+    }
+    let quiet = emubuild(store.path(), &["run", "--", "true"]).success();
+    assert!(
+        !quiet.stderr.contains("mounted overlay"),
+        "{}",
+        quiet.stderr
+    );
+    // EMUBUILD_DRIVER chooses the copying snapshotter, and the log says so.
+    let r = emubuild_with(
+        store.path(),
+        &["-v", "run", "--", "true"],
+        None,
+        &[("EMUBUILD_DRIVER", "copy")],
+    )
+    .success();
+    assert!(r.stderr.contains("Copy"), "{}", r.stderr);
+    assert!(r.stderr.contains("bound the copied root"), "{}", r.stderr);
+}
+case! { verbose_runs_log_mounts_and_the_snapshotter, needs = SANDBOX, serial = HostBinfmt }
+
+/// Exit statuses: 1 when `ls`, `commit` or `inspect` fail, 2 on bad usage, and 125 only for
+/// `run` when emubuild could not run the command.
+fn failures_exit_1_and_only_run_uses_125() {
+    let (_emu, store) = setup();
+    // `commit` of a working container that does not exist.
+    let out = tempfile::tempdir().unwrap();
+    let dest = format!("oci:{}:x", out.path().join("o").display());
+    let r = emubuild(store.path(), &["commit", "--name", "nothing", &dest]).code_is(1);
+    assert!(
+        r.stderr.contains("no working container `nothing`"),
+        "{}",
+        r.stderr
+    );
+    // `inspect` of a directory that is no layout.
+    let r = emubuild(
+        store.path(),
+        &["inspect", &format!("oci:{}", out.path().display())],
+    )
+    .code_is(1);
+    assert!(r.stderr.contains("not an OCI image layout"), "{}", r.stderr);
+    // A registry reference is understood, and refused with the way to get the image.
+    let r = emubuild(store.path(), &["inspect", "docker://127.0.0.1:5/x:1"]).code_is(1);
+    assert!(r.stderr.contains("skopeo copy"), "{}", r.stderr);
+    // A local path without a transport is bad usage.
+    let r = emubuild(store.path(), &["inspect", "./some/dir"]).code_is(2);
+    assert!(r.stderr.contains("oci:"), "{}", r.stderr);
+    // `ls` with a store that cannot be opened (a file where the store should be).
+    let file = out.path().join("file");
+    std::fs::write(&file, b"").unwrap();
+    let r = emubuild(&file, &["ls"]).code_is(1);
+    assert!(r.stderr.contains("cannot open the store"), "{}", r.stderr);
+    // `run`: a state file that does not parse is named; emubuild could not run: 125.
+    let from = format!("rootfs:{}", img("rootfs-busybox-arm64.tar"));
+    emubuild(store.path(), &["run", "--from", &from, "--", "true"]).success();
+    let state = store
+        .path()
+        .join("containers/default/linux-arm64/state.json");
+    std::fs::write(&state, b"{\"schema_version\": 1}").unwrap();
+    let r = emubuild(store.path(), &["run", "--", "true"]).code_is(125);
+    assert!(
+        r.stderr.contains(&state.display().to_string()),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("emubuild rm"), "{}", r.stderr);
+    // ...and `ls` says so about that container without failing the others.
+    emubuild(store.path(), &["ls"]).success();
+}
+case! { failures_exit_1_and_only_run_uses_125, needs = SANDBOX, serial = HostBinfmt }
+
+/// Every run option reaches every platform of a multi-platform run (each gets one serialised
+/// request): env, workdir, user, volumes, network, and `-v` logging.
+fn every_option_reaches_every_platform() {
+    let (_emu, store) = setup();
+    let from = format!("oci:{}:multi", img("oci-umoci"));
+    let host = tempfile::tempdir().unwrap();
+    std::fs::write(host.path().join("note"), b"from the host\n").unwrap();
+    let bind = format!("{}:/hostdir:ro", host.path().display());
+    let r = emubuild(
+        store.path(),
+        &[
+            "-v", "run", "--platform", "linux/arm64,linux/s390x", "--from", &from,
+            "-e", "GREETING=hi", "-w", "/work/here", "--user", "1000:1000", "-v", &bind,
+            "--network", "none", "--", "sh", "-c",
+            "echo $GREETING $(pwd) $(id -u):$(id -g) $(cat /hostdir/note) $(ls /sys/class/net | tr '\\n' ,)",
+        ],
+    )
+    .success();
+    for p in ["linux/arm64", "linux/s390x"] {
+        let line = r
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("[{p}")))
+            .unwrap_or_else(|| panic!("{p}: {}", r.stdout));
+        assert!(
+            line.ends_with("hi /work/here 1000:1000 from the host lo,"),
+            "{p}: {line}"
+        );
+        // The children log as their parent asked.
+        assert!(
+            r.stderr
+                .lines()
+                .any(|l| l.starts_with(&format!("[{p}")) && l.contains("mounted overlay")),
+            "{p}: {}",
+            r.stderr
+        );
+    }
+}
+case! { every_option_reaches_every_platform, needs = SANDBOX, serial = HostBinfmt }

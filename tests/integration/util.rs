@@ -383,8 +383,9 @@ pub fn mirror_fixture(suite: &str) -> Option<(PathBuf, String, String)> {
     ))
 }
 
-/// Handlers for the given targets registered (P and F, from the system's emulators) for the
-/// test's duration; the host's previous entries come back on drop.
+/// Handlers for the given targets registered as `binfmtctl install` does with no flags (P and
+/// F, from the system's emulators) for the test's duration; the host's previous entries come
+/// back on drop.
 pub struct Emulation {
     _host: HostBinfmt,
     _state: tempfile::TempDir,
@@ -396,7 +397,7 @@ impl Emulation {
         let names: Vec<String> = targets.iter().map(|t| format!("qemu-{t}")).collect();
         host.take(&names.iter().map(String::as_str).collect::<Vec<_>>());
         let state = tempfile::tempdir().unwrap();
-        let mut args = vec!["install", "--preserve-argv0", "--source", "system"];
+        let mut args = vec!["install", "--source", "system"];
         args.extend(targets);
         binfmtctl(state.path(), &args).success();
         Emulation {

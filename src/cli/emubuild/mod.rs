@@ -90,6 +90,16 @@ fn is_root() -> bool {
 /// Entry point of the `emubuild` binary.
 pub fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::RunPlatform) {
+        // Its settings, logging included, come with its request.
+        return match run::child() {
+            Ok(exit) => exit.into(),
+            Err(e) => {
+                report_error(&Printer::new(PROG, false), &e);
+                Exit::Child(RUN_FAILED).into()
+            }
+        };
+    }
     let settings = Settings::resolve(&cli);
     let is_run = matches!(cli.command, Command::Run(_) | Command::RunPlatform);
     match run_cli(cli, &settings) {
