@@ -15,6 +15,7 @@ pub mod cli;
 pub mod commit;
 pub mod container;
 pub mod digest;
+pub mod dirs;
 pub mod elf;
 pub mod emulator;
 pub mod host;

@@ -36,8 +36,31 @@ pub enum RootlessError {
         hint: String,
     },
     /// The ID maps could not be written.
-    #[error("cannot set up the user namespace's ID map: {0}")]
-    Map(String),
+    #[error("cannot write the user namespace's `{file}`")]
+    Map {
+        /// `uid_map`, `gid_map` or `setgroups`.
+        file: &'static str,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Re-executing this program in the namespace could not be prepared.
+    #[error("cannot re-execute emukit in a user namespace: cannot {what}")]
+    Reexec {
+        /// What failed.
+        what: &'static str,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Forking was refused or failed.
+    #[error(transparent)]
+    Fork(#[from] crate::sys::ForkError),
+    /// A private binfmt_misc was asked for outside our user namespace.
+    #[error(
+        "a private binfmt_misc needs emukit's own user namespace first (in the host's, a mount would be the host's instance)"
+    )]
+    NotInside,
     /// No private binfmt_misc.
     #[error(
         "this kernel ({kernel}) did not give the user namespace its own binfmt_misc ({reason}). Run as root (`sudo binfmtctl install TARGET`, then `sudo emubuild ...`), or use a kernel that allows it (Linux 6.7+)"
@@ -48,13 +71,22 @@ pub enum RootlessError {
         /// What mount said.
         reason: String,
     },
-    /// Registering a handler failed.
+    /// No emulator for a target.
     #[error("cannot register a private handler for {target}: {reason}")]
-    Register {
+    NoEmulator {
         /// The target.
         target: String,
         /// Why.
         reason: String,
+    },
+    /// Registering a handler failed.
+    #[error("cannot register a private handler for {target}")]
+    Register {
+        /// The target.
+        target: String,
+        /// The cause.
+        #[source]
+        source: crate::binfmt::fs::FsError,
     },
 }
 
@@ -175,7 +207,10 @@ pub fn enter(warn: &dyn Fn(&Warning)) -> Result<std::convert::Infallible, Rootle
     // Test now, in this process's child, that a user namespace can be made at all: a failure
     // is reported before anything else happens.
     let (to_parent_r, to_parent_w) =
-        std::os::unix::net::UnixStream::pair().map_err(|e| RootlessError::Map(e.to_string()))?;
+        std::os::unix::net::UnixStream::pair().map_err(|source| RootlessError::Reexec {
+            what: "create a socket pair",
+            source,
+        })?;
     let host_dev = {
         use std::os::unix::fs::MetadataExt;
         let fs = BinfmtFs::new(crate::binfmt::fs::DEFAULT_ROOT);
@@ -183,13 +218,17 @@ pub fn enter(warn: &dyn Fn(&Warning)) -> Result<std::convert::Infallible, Rootle
             .then(|| std::fs::metadata(fs.root()).map(|m| m.dev()).ok())
             .flatten()
     };
-    let exe =
-        std::fs::read_link("/proc/self/exe").map_err(|e| RootlessError::Map(e.to_string()))?;
+    let exe = std::fs::read_link("/proc/self/exe").map_err(|source| RootlessError::Reexec {
+        what: "find this program (/proc/self/exe)",
+        source,
+    })?;
     let args: Vec<CString> = std::env::args_os()
         .filter_map(|a| CString::new(a.as_bytes()).ok())
         .collect();
-    let exe_c =
-        CString::new(exe.as_os_str().as_bytes()).map_err(|e| RootlessError::Map(e.to_string()))?;
+    let exe_c = CString::new(exe.as_os_str().as_bytes()).map_err(|e| RootlessError::Reexec {
+        what: "pass this program's path to exec",
+        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
+    })?;
     // The program's environment inside: ours, plus the markers of the namespace (passed to
     // exec, so the child never changes its own environment).
     let mut markers = vec![(ENV, "1".to_string())];
@@ -197,7 +236,7 @@ pub fn enter(warn: &dyn Fn(&Warning)) -> Result<std::convert::Infallible, Rootle
         markers.push((HOST_DEV_ENV, dev.to_string()));
     }
     let envp = environment(&markers);
-    match crate::sys::fork_single_threaded().map_err(|e| RootlessError::Map(e.to_string()))? {
+    match crate::sys::fork_single_threaded()? {
         ForkResult::Child => {
             drop(to_parent_r);
             let mut sock = to_parent_w;
@@ -266,9 +305,9 @@ pub fn enter(warn: &dyn Fn(&Warning)) -> Result<std::convert::Infallible, Rootle
                     warn(&Warning::IdMapRefused);
                 }
                 warn(&Warning::SingleIdMap { user: user.clone() });
-                let w = |f: &str, s: String| {
-                    std::fs::write(format!("/proc/{pid}/{f}"), s)
-                        .map_err(|e| RootlessError::Map(format!("{f}: {e}")))
+                let w = |file: &'static str, s: String| {
+                    std::fs::write(format!("/proc/{pid}/{file}"), s)
+                        .map_err(|source| RootlessError::Map { file, source })
                 };
                 if let Err(e) = w("setgroups", "deny".into())
                     .and_then(|_| w("uid_map", format!("0 {uid} 1")))
@@ -307,9 +346,7 @@ pub fn mount_private_binfmt(root: &Path) -> Result<BinfmtFs, RootlessError> {
     // The marker alone is not trusted: in the host's user namespace a mount here would be the
     // host's instance, seen by every process.
     if !inside() || crate::binfmt::fs::in_initial_user_namespace() {
-        return Err(RootlessError::Map(
-            "a private binfmt_misc needs the user namespace first".into(),
-        ));
+        return Err(RootlessError::NotInside);
     }
     nix::mount::mount(
         Some("binfmt_misc"),
@@ -391,7 +428,7 @@ pub fn register_private(
             .get(&t.name)
             .cloned()
             .unwrap_or_else(|| Err("no emulator".into()))
-            .map_err(|reason| RootlessError::Register {
+            .map_err(|reason| RootlessError::NoEmulator {
                 target: t.name.clone(),
                 reason,
             })?;
@@ -400,10 +437,12 @@ pub fn register_private(
             ..Flags::fix_binary()
         };
         let reg = Registration::for_target(t, &e.path.to_string_lossy(), flags);
-        fs.register(&reg).map_err(|err| RootlessError::Register {
-            target: t.name.clone(),
-            reason: err.to_string(),
-        })?;
+        tracing::info!(target = %t.name, interpreter = %reg.interpreter, flags = %reg.flags, root = %fs.root().display(), "registering a private handler");
+        fs.register(&reg)
+            .map_err(|source| RootlessError::Register {
+                target: t.name.clone(),
+                source,
+            })?;
     }
     Ok(())
 }

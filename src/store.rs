@@ -119,18 +119,10 @@ impl<R: Read, W: Write> Read for Tee<R, W> {
 }
 
 impl Store {
-    /// The default root (see the module documentation).
-    /// (`--store` and `$EMUBUILD_STORE` are read with the other settings.)
-    pub fn default_root() -> PathBuf {
-        if nix::unistd::geteuid().is_root() && crate::binfmt::fs::in_initial_user_namespace() {
-            return PathBuf::from("/var/lib/emubuild");
-        }
-        let base = std::env::var_os("XDG_DATA_HOME")
-            .map(PathBuf::from)
-            .filter(|p| p.is_absolute())
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
-            .unwrap_or_else(|| PathBuf::from("/tmp"));
-        base.join("emubuild")
+    /// The default root (see the module documentation; `--store` and `$EMUBUILD_STORE`
+    /// choose another).
+    pub fn default_root(dirs: &crate::dirs::BaseDirs) -> PathBuf {
+        dirs.data("/var/lib/emubuild", "emubuild")
     }
 
     /// Opens (creating) a store.

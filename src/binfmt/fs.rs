@@ -44,11 +44,10 @@ pub enum FsError {
     Register {
         /// The handler name.
         name: String,
-        /// A sentence saying why and what to do.
+        /// A sentence saying why (the errno, in words) and what to do.
         reason: String,
-        /// The cause.
-        #[source]
-        source: io::Error,
+        /// What the kernel said.
+        errno: Option<i32>,
     },
     /// Reading or writing a file under the root failed.
     #[error("cannot {action} `{path}`{hint}")]
@@ -112,12 +111,12 @@ pub(crate) fn register_error(reg: &Registration, line: &str, source: io::Error) 
             "permission denied; run as root (in a container: `docker run --privileged`)".into()
         }
         Some(libc::EINVAL) => format!("the kernel rejected the line `{line}` as invalid"),
-        _ => "write failed".into(),
+        _ => format!("the write failed ({source})"),
     };
     FsError::Register {
         name: reg.name.clone(),
         reason,
-        source,
+        errno: source.raw_os_error(),
     }
 }
 

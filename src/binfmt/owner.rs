@@ -17,14 +17,8 @@ use super::entry::{Entry, Registration};
 /// The default directory for runtime state: `/run/binfmtctl` as root, else
 /// `$XDG_RUNTIME_DIR/binfmtctl`, else a per-user directory in `/tmp` (`--state-dir`, or
 /// `$BINFMTCTL_STATE_DIR`, chooses another).
-pub fn state_dir() -> PathBuf {
-    if nix::unistd::geteuid().is_root() && super::fs::in_initial_user_namespace() {
-        return PathBuf::from("/run/binfmtctl");
-    }
-    if let Some(d) = std::env::var_os("XDG_RUNTIME_DIR") {
-        return PathBuf::from(d).join("binfmtctl");
-    }
-    PathBuf::from(format!("/tmp/binfmtctl-{}", nix::unistd::geteuid()))
+pub fn state_dir(dirs: &crate::dirs::BaseDirs) -> PathBuf {
+    dirs.runtime("/run/binfmtctl", "binfmtctl")
 }
 
 /// The ownership records of one binfmt_misc mount.

@@ -9,6 +9,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use super::UsageError;
 use super::printer::Printer;
+use crate::dirs::BaseDirs;
 use crate::emulator::cache::Cache;
 use crate::emulator::release;
 use crate::emulator::resolve::{Resolver, Source};
@@ -105,10 +106,32 @@ pub struct ArchiveArgs {
     pub apt_dir: PathBuf,
 }
 
+/// The base directories, from the environment (read here, once).
+pub fn base_dirs() -> BaseDirs {
+    let abs = |k: &str| {
+        std::env::var_os(k)
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+    };
+    BaseDirs {
+        privileged: nix::unistd::geteuid().is_root()
+            && crate::binfmt::fs::in_initial_user_namespace(),
+        home: abs("HOME"),
+        data_home: abs("XDG_DATA_HOME"),
+        cache_home: abs("XDG_CACHE_HOME"),
+        runtime_dir: abs("XDG_RUNTIME_DIR"),
+        uid: nix::unistd::geteuid().as_raw(),
+    }
+}
+
 impl ArchiveArgs {
     /// The emulator cache.
     pub fn cache(&self) -> Cache {
-        Cache::new(self.cache_dir.clone().unwrap_or_else(Cache::default_dir))
+        Cache::new(
+            self.cache_dir
+                .clone()
+                .unwrap_or_else(|| Cache::default_dir(&base_dirs())),
+        )
     }
 
     /// A resolver for `source`, searching `dirs` first, reporting downloads to the printer.

@@ -68,18 +68,10 @@ impl Cache {
         Cache { dir: dir.into() }
     }
 
-    /// The default location (see the module documentation).
-    /// (`--cache-dir` and `$BINFMTCTL_CACHE_DIR` are read with the other settings.)
-    pub fn default_dir() -> PathBuf {
-        if nix::unistd::geteuid().is_root() && crate::binfmt::fs::in_initial_user_namespace() {
-            return PathBuf::from("/var/cache/binfmtctl");
-        }
-        let base = std::env::var_os("XDG_CACHE_HOME")
-            .map(PathBuf::from)
-            .filter(|p| p.is_absolute())
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-            .unwrap_or_else(|| PathBuf::from("/tmp"));
-        base.join("binfmtctl")
+    /// The default location (see the module documentation; `--cache-dir` and
+    /// `$BINFMTCTL_CACHE_DIR` choose another).
+    pub fn default_dir(dirs: &crate::dirs::BaseDirs) -> PathBuf {
+        dirs.cache("/var/cache/binfmtctl", "binfmtctl")
     }
 
     /// The root directory.

@@ -209,6 +209,7 @@ fn download_and_extract(
     let rel = Release::parse(&signed);
     let seen = opts.cache.release_seen(&suite.name, &opts.mirror);
     rel.check(&inrelease_url, &suite.name, now(), seen)?;
+    tracing::info!(url = %inrelease_url, "InRelease verified against the keyring");
 
     // 2. Packages.xz, checked against the signed index.
     let index_path = format!("main/binary-{arch}/Packages.xz");
@@ -251,6 +252,7 @@ fn download_and_extract(
             arch: arch.clone(),
         })?;
     drop(index);
+    tracing::info!(package = %pkg.package, version = %pkg.version, file = %pkg.filename, size = pkg.size, "package found in the signed index");
 
     // 3. The .deb, streamed: hashed while the wanted emulators are extracted to staging.
     let staging = opts.cache.staging()?;

@@ -63,7 +63,10 @@ pub fn locate(target: &Target, dirs: &[PathBuf], system: bool) -> Result<Emulato
                         origin: Origin::System,
                     });
                 }
-                Err(e) => refused.push(format!("{} ({e})", p.display())),
+                Err(e) => {
+                    tracing::debug!(candidate = %p.display(), error = %e, "emulator refused");
+                    refused.push(format!("{} ({e})", p.display()))
+                }
             }
         }
     }

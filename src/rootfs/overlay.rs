@@ -47,6 +47,11 @@ pub fn is_opaque(path: &Path) -> bool {
         .any(|n| matches!(xattr::get(path, n), Ok(Some(v)) if v == b"y"))
 }
 
+/// Makes a whiteout (a 0:0 character device) named `name` in the directory `dir`.
+pub fn make_whiteout(dir: &impl std::os::fd::AsFd, name: &std::ffi::OsStr) -> nix::Result<()> {
+    nix::sys::stat::mknodat(dir, name, SFlag::S_IFCHR, nix::sys::stat::Mode::empty(), 0)
+}
+
 /// Is this an overlayfs whiteout (a 0:0 character device)?
 pub fn is_whiteout(st: &FileStat) -> bool {
     SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFCHR && st.st_rdev == 0

@@ -203,7 +203,7 @@ impl Unpacker<'_> {
             let dir = within::ensure_dir(&self.root, &parent).map_err(io_err("create", &parent))?;
             let path = parent.join(target);
             self.remove_existing(&dir, target, &path)?;
-            nix::sys::stat::mknodat(&dir, target, SFlag::S_IFCHR, Mode::empty(), 0)
+            super::overlay::make_whiteout(&dir, target)
                 .map_err(nix_err("create the whiteout", &path))?;
             return Ok(());
         }

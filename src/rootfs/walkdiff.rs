@@ -348,8 +348,8 @@ impl Differ<'_> {
             let now: HashSet<&OsString> = names.iter().collect();
             for gone in old.iter().filter(|n| !now.contains(n)) {
                 self.upper_dir(rel)?;
-                let w = self.upper.join(rel).join(gone);
-                nix::sys::stat::mknod(&w, SFlag::S_IFCHR, Mode::empty(), 0)?;
+                let dir = fs::File::open(self.upper.join(rel))?;
+                super::overlay::make_whiteout(&dir, gone)?;
                 self.stats.whiteouts += 1;
             }
         }

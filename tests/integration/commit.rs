@@ -19,40 +19,6 @@ const BUILD: &[Need] = &[
     Need::Emulator("s390x"),
     Need::Images,
 ];
-/// [`BUILD`], and skopeo to read the commit.
-const WITH_SKOPEO: &[Need] = &[
-    Need::Root,
-    Need::HostBinfmt,
-    Need::Emulator("aarch64"),
-    Need::Emulator("arm"),
-    Need::Emulator("s390x"),
-    Need::Images,
-    Need::Tool("skopeo"),
-];
-/// [`BUILD`], and every peer tool that judges the commit.
-const PEERS: &[Need] = &[
-    Need::Root,
-    Need::HostBinfmt,
-    Need::Emulator("aarch64"),
-    Need::Emulator("arm"),
-    Need::Emulator("s390x"),
-    Need::Images,
-    Need::Tool("skopeo"),
-    Need::Tool("umoci"),
-    Need::Tool("oci-image-tool"),
-    Need::Tool("buildah"),
-];
-/// [`WITH_SKOPEO`], and a Docker engine to load it into.
-const DOCKER: &[Need] = &[
-    Need::Root,
-    Need::HostBinfmt,
-    Need::Emulator("aarch64"),
-    Need::Emulator("arm"),
-    Need::Emulator("s390x"),
-    Need::Images,
-    Need::Tool("skopeo"),
-    Need::Docker,
-];
 const PLATFORMS: &str = "linux/arm64,linux/arm/v7,linux/s390x";
 /// (platform, skopeo --override-arch, --override-variant, buildah --arch, uname -m)
 const EACH: &[(&str, &str, &str, &str, &str)] = &[
@@ -330,7 +296,7 @@ fn other_tools_read_what_commit_writes() {
         human.stdout
     );
 }
-case! { other_tools_read_what_commit_writes, needs = PEERS, serial = HostBinfmt }
+case! { other_tools_read_what_commit_writes, needs = BUILD + [Tool("skopeo"), Tool("umoci"), Tool("oci-image-tool"), Tool("buildah")], serial = HostBinfmt }
 
 /// The step the reproducibility test builds, on three platforms of the umoci image.
 fn same_step(store: &Path, env: &[(&str, &str)]) {
@@ -493,7 +459,7 @@ fn reproducible_and_blobs_stored_once() {
         "application/vnd.oci.image.layer.v1.tar+zstd"
     );
 }
-case! { reproducible_and_blobs_stored_once, needs = WITH_SKOPEO, serial = HostBinfmt }
+case! { reproducible_and_blobs_stored_once, needs = BUILD + [Tool("skopeo")], serial = HostBinfmt }
 
 /// Starts `emubuild commit` (at gzip `level`, so it has real work to do) into `dest` and kills
 /// it after `delay_ms`.
@@ -652,7 +618,7 @@ fn killed_and_concurrent_commits_leave_consistent_layouts() {
         .success();
     }
 }
-case! { killed_and_concurrent_commits_leave_consistent_layouts, needs = WITH_SKOPEO, serial = HostBinfmt }
+case! { killed_and_concurrent_commits_leave_consistent_layouts, needs = BUILD + [Tool("skopeo")], serial = HostBinfmt }
 
 fn a_broken_platform_fails_the_commit_and_writes_nothing() {
     let _emu = Emulation::ensure(TARGETS);
@@ -743,4 +709,4 @@ fn docker_loads_and_runs_the_archive() {
         assert_eq!(r.stdout.trim(), *uname);
     }
 }
-case! { docker_loads_and_runs_the_archive, needs = DOCKER, serial = HostBinfmt }
+case! { docker_loads_and_runs_the_archive, needs = BUILD + [Tool("skopeo"), Docker], serial = HostBinfmt }

@@ -70,7 +70,7 @@ pub fn run(s: &Settings, a: &InstallArgs) -> Result<Exit> {
     }
     if s.status_json && !a.json && !a.dry_run {
         report::print_to_stderr(p, &report, Verb::Installed);
-        super::status::print_json(s, None)?;
+        super::status::print_json(s, a.emulators.archive.cache_dir.clone())?;
     } else {
         report::print(p, &report, a.json, a.dry_run, Verb::Installed);
     }

@@ -48,7 +48,10 @@ impl Settings {
     fn resolve(cli: &Cli) -> Settings {
         Settings {
             kernel: BinfmtFs::new(&cli.root),
-            state_dir: cli.state_dir.clone().unwrap_or_else(owner::state_dir),
+            state_dir: cli
+                .state_dir
+                .clone()
+                .unwrap_or_else(|| owner::state_dir(&super::common::base_dirs())),
             persist_dir: cli.persist_dir.clone(),
             refresh: cli.refresh,
             status_json: cli.status_json,

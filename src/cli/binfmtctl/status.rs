@@ -20,7 +20,7 @@ struct StatusOut {
 }
 
 fn cache(dir: Option<PathBuf>) -> Cache {
-    Cache::new(dir.unwrap_or_else(Cache::default_dir))
+    Cache::new(dir.unwrap_or_else(|| Cache::default_dir(&crate::cli::common::base_dirs())))
 }
 
 /// The whole status as JSON on stdout (after `install` in binfmtctl's container).

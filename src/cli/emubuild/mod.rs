@@ -57,7 +57,10 @@ pub struct Settings {
 impl Settings {
     fn resolve(cli: &Cli) -> Settings {
         Settings {
-            store: cli.store.clone().unwrap_or_else(Store::default_root),
+            store: cli
+                .store
+                .clone()
+                .unwrap_or_else(|| Store::default_root(&super::common::base_dirs())),
             binfmt_root: cli.binfmt_root.clone(),
             driver: cli.driver,
             epoch: cli.source_date_epoch,
