@@ -13,7 +13,7 @@ use crate::cli::common::{ArchiveArgs, EmulatorArgs, GlobalArgs};
 /// flags where the emulator honours P), prove they work by running a foreign program, and
 /// remove only what binfmtctl added.
 #[derive(Debug, Parser)]
-#[command(name = "binfmtctl", version, about, long_about = None)]
+#[command(name = "binfmtctl", version)]
 pub struct Cli {
     /// The binfmt_misc mount to work on.
     #[arg(long, global = true, env = "BINFMTCTL_ROOT", default_value = DEFAULT_ROOT, value_name = "DIR")]

@@ -13,7 +13,7 @@ use crate::snapshotter::Driver;
 /// Run commands for foreign CPU architectures in a namespaced chroot of a base image, and
 /// write what they changed as multi-arch OCI images.
 #[derive(Debug, Parser)]
-#[command(name = "emubuild", version, about, long_about = None)]
+#[command(name = "emubuild", version)]
 pub struct Cli {
     /// Where images, layers and working containers are kept (default: /var/lib/emubuild as
     /// root, else $XDG_DATA_HOME/emubuild).
