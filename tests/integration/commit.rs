@@ -5,20 +5,13 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::case;
-use crate::harness::Need;
+use crate::harness::{Need, SANDBOX};
 use crate::util::*;
 
 const TARGETS: &[&str] = &["aarch64", "arm", "s390x"];
 /// A build to commit: root, the host's binfmt_misc with the system's emulators for
 /// [`TARGETS`], and the base images.
-const BUILD: &[Need] = &[
-    Need::Root,
-    Need::HostBinfmt,
-    Need::Emulator("aarch64"),
-    Need::Emulator("arm"),
-    Need::Emulator("s390x"),
-    Need::Images,
-];
+const BUILD: &[Need] = SANDBOX;
 const PLATFORMS: &str = "linux/arm64,linux/arm/v7,linux/s390x";
 /// (platform, skopeo --override-arch, --override-variant, buildah --arch, uname -m)
 const EACH: &[(&str, &str, &str, &str, &str)] = &[

@@ -155,6 +155,17 @@ pub enum Need {
     MirrorFixture,
 }
 
+/// What a sandbox test needs: root, the host's binfmt_misc with the system's emulators for
+/// arm64, arm and s390x, and the base images.
+pub const SANDBOX: &[Need] = &[
+    Need::Root,
+    Need::HostBinfmt,
+    Need::Emulator("aarch64"),
+    Need::Emulator("arm"),
+    Need::Emulator("s390x"),
+    Need::Images,
+];
+
 /// Image fixtures the cases use (`Need::Images`).
 const IMAGES: &[&str] = &[
     "rootfs-busybox-arm64.tar",
