@@ -23,6 +23,7 @@ pub mod inspect;
 pub mod oci;
 pub mod platform;
 pub mod progress;
+pub mod registry;
 pub mod rootfs;
 pub mod rootless;
 pub mod sandbox;

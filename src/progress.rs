@@ -11,7 +11,7 @@ pub trait Reporter: Send + Sync + std::fmt::Debug {
 }
 
 /// One transfer under way.
-pub trait Transfer: Send {
+pub trait Transfer: Send + Sync {
     /// `n` more bytes arrived.
     fn advance(&self, n: u64);
     /// It ended (done or failed); its display goes.

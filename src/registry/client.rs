@@ -1,0 +1,540 @@
+//! The transport to one or more registries: an async reqwest client per host (rustls with the
+//! system roots, plus CAs and client certificates from `--cert-dir` and `certs.d`), HTTPS first
+//! and plain HTTP only for loopback hosts or with `--tls-verify=false` when the server does not
+//! speak TLS at all (a certificate error is never downgraded), retries of network errors, 5xx
+//! and 429 with backoff that honours `Retry-After`, and authentication: bearer tokens per scope
+//! from the challenge's realm (with Basic credentials when known), or Basic. Credentials go to
+//! the registry and its token realm only; reqwest drops `Authorization` on redirects to other
+//! hosts (a blob's CDN).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use reqwest::header::{AUTHORIZATION, HeaderMap, RETRY_AFTER, WWW_AUTHENTICATE};
+use reqwest::{RequestBuilder, Response, StatusCode};
+
+use super::RegistryError;
+use super::auth::{Challenge, Token, TokenAnswer, parse_challenge};
+use super::creds::{CredentialSources, Credentials};
+
+/// How a client talks to registries (the front end fills it from flags and environment).
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Where credentials come from.
+    pub creds: CredentialSources,
+    /// `--cert-dir`: CAs (`*.crt`) and client certificates (`*.cert` + `*.key`) for any host.
+    pub cert_dir: Option<PathBuf>,
+    /// `certs.d` directories holding `<host[:port]>/` subdirectories of the same.
+    pub certs_d: Vec<PathBuf>,
+    /// `--tls-verify`.
+    pub tls_verify: bool,
+    /// Where transfer progress goes.
+    pub progress: crate::progress::SharedReporter,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            creds: CredentialSources::default(),
+            cert_dir: None,
+            certs_d: vec![
+                "/etc/containers/certs.d".into(),
+                "/etc/docker/certs.d".into(),
+            ],
+            tls_verify: true,
+            progress: crate::progress::silent(),
+        }
+    }
+}
+
+/// How many times a request is tried.
+const ATTEMPTS: u32 = 4;
+
+/// One registry's connection and authentication state.
+#[derive(Debug)]
+struct Host {
+    http: reqwest::Client,
+    /// `https://host[:port]` or `http://...`.
+    base: String,
+    creds: Option<Credentials>,
+    /// The last challenge: how this registry wants to be authenticated.
+    challenge: Option<Challenge>,
+    /// Bearer tokens by the scopes they were asked for.
+    tokens: HashMap<String, Token>,
+}
+
+/// A registry client (async; `registry::Session` runs it).
+#[derive(Debug)]
+pub struct Client {
+    opts: Options,
+    hosts: tokio::sync::Mutex<HashMap<String, Host>>,
+    /// Where each blob was seen (`registry/repository`), for cross-repository mounts.
+    pub(super) origins: Mutex<HashMap<String, Vec<String>>>,
+}
+
+/// The host to connect to for a registry name (Docker Hub's API host for `docker.io`).
+pub fn api_host(registry: &str) -> &str {
+    if registry == crate::oci::reference::DOCKER_HUB {
+        "registry-1.docker.io"
+    } else {
+        registry
+    }
+}
+
+/// Is the host name a loopback address (`127.0.0.0/8`, `::1`, `localhost`)?
+pub fn is_loopback(host_port: &str) -> bool {
+    let host = host_port
+        .strip_prefix('[')
+        .and_then(|h| h.split_once(']').map(|(h, _)| h))
+        .unwrap_or_else(|| host_port.rsplit_once(':').map_or(host_port, |(h, _)| h));
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// What the chain of an error says, as one line.
+pub(super) fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        src = c.source();
+    }
+    s
+}
+
+/// The TLS failure behind a request error, if it is one: Some(true) when the certificate was
+/// refused, Some(false) when the peer did not speak TLS.
+fn tls_failure(e: &reqwest::Error) -> Option<bool> {
+    let mut src: Option<&dyn std::error::Error> = Some(e);
+    while let Some(c) = src {
+        if let Some(r) = c.downcast_ref::<rustls::Error>() {
+            return Some(matches!(
+                r,
+                rustls::Error::InvalidCertificate(_)
+                    | rustls::Error::NoCertificatesPresented
+                    | rustls::Error::UnsupportedNameType
+            ));
+        }
+        src = c.source();
+    }
+    None
+}
+
+impl Client {
+    /// A client.
+    pub fn new(opts: Options) -> Client {
+        Client {
+            opts,
+            hosts: tokio::sync::Mutex::new(HashMap::new()),
+            origins: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The options.
+    pub fn options(&self) -> &Options {
+        &self.opts
+    }
+
+    fn http_client(&self, host: &str) -> Result<reqwest::Client, RegistryError> {
+        let mut b = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(15))
+            .read_timeout(Duration::from_secs(60))
+            .user_agent(concat!("emubuild/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::limited(10));
+        let mut dirs: Vec<PathBuf> = self.opts.cert_dir.iter().cloned().collect();
+        dirs.extend(self.opts.certs_d.iter().map(|d| d.join(host)));
+        for dir in dirs {
+            let Ok(rd) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            let mut names: Vec<PathBuf> = rd.filter_map(Result::ok).map(|e| e.path()).collect();
+            names.sort();
+            for p in &names {
+                let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("");
+                let bad = |e: &dyn std::fmt::Display| RegistryError::Certificates {
+                    path: p.clone(),
+                    reason: e.to_string(),
+                };
+                match ext {
+                    "crt" => {
+                        let pem = std::fs::read(p).map_err(|e| bad(&e))?;
+                        for c in reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| bad(&e))? {
+                            b = b.add_root_certificate(c);
+                        }
+                        tracing::debug!(ca = %p.display(), host, "extra CA");
+                    }
+                    "cert" => {
+                        let key = p.with_extension("key");
+                        let mut pem = std::fs::read(p).map_err(|e| bad(&e))?;
+                        pem.extend(std::fs::read(&key).map_err(|e| bad(&e))?);
+                        b = b.identity(reqwest::Identity::from_pem(&pem).map_err(|e| bad(&e))?);
+                        tracing::debug!(cert = %p.display(), host, "client certificate");
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if !self.opts.tls_verify {
+            b = b.danger_accept_invalid_certs(true);
+        }
+        b.build().map_err(|e| RegistryError::Network {
+            url: host.to_string(),
+            reason: chain(&e),
+        })
+    }
+
+    /// Connects to a registry the first time it is used: HTTPS, or HTTP where allowed and the
+    /// server does not speak TLS.
+    async fn connect(&self, registry: &str) -> Result<Host, RegistryError> {
+        let host = api_host(registry);
+        let http = self.http_client(host)?;
+        let creds = self.opts.creds.lookup(registry)?;
+        let https = format!("https://{host}");
+        let probe = http.get(format!("{https}/v2/")).send().await;
+        let base = match probe {
+            Ok(_) => https,
+            Err(e) => match tls_failure(&e) {
+                Some(true) => {
+                    return Err(RegistryError::Certificate {
+                        registry: registry.to_string(),
+                        reason: chain(&e),
+                    });
+                }
+                Some(false) if is_loopback(host) || !self.opts.tls_verify => {
+                    tracing::info!(
+                        registry,
+                        "the registry does not speak TLS; using plain HTTP"
+                    );
+                    format!("http://{host}")
+                }
+                Some(false) => {
+                    return Err(RegistryError::PlainHttp {
+                        registry: registry.to_string(),
+                    });
+                }
+                None => {
+                    return Err(RegistryError::Network {
+                        url: format!("{https}/v2/"),
+                        reason: chain(&e),
+                    });
+                }
+            },
+        };
+        tracing::info!(registry, %base, credentials = creds.is_some(), "connected");
+        Ok(Host {
+            http,
+            base,
+            creds,
+            challenge: None,
+            tokens: HashMap::new(),
+        })
+    }
+
+    /// The base URL and client of a registry.
+    pub async fn base(&self, registry: &str) -> Result<(reqwest::Client, String), RegistryError> {
+        let mut hosts = self.hosts.lock().await;
+        if !hosts.contains_key(registry) {
+            let h = self.connect(registry).await?;
+            hosts.insert(registry.to_string(), h);
+        }
+        let h = &hosts[registry];
+        Ok((h.http.clone(), h.base.clone()))
+    }
+
+    async fn auth_header(&self, registry: &str, scopes: &[String]) -> Option<String> {
+        let hosts = self.hosts.lock().await;
+        let h = hosts.get(registry)?;
+        match &h.challenge {
+            Some(Challenge::Bearer { .. }) => {
+                let t = h.tokens.get(&scopes.join(" "))?;
+                (t.expires > std::time::Instant::now()).then(|| format!("Bearer {}", t.value))
+            }
+            Some(Challenge::Basic) => h.creds.as_ref().map(Credentials::basic),
+            None => None,
+        }
+    }
+
+    /// Answers a 401: a token for `scopes` (and the challenge's own), or Basic credentials.
+    async fn authenticate(
+        &self,
+        registry: &str,
+        scopes: &[String],
+        challenge: Challenge,
+    ) -> Result<(), RegistryError> {
+        let mut hosts = self.hosts.lock().await;
+        let h = hosts.get_mut(registry).expect("connected first");
+        match &challenge {
+            Challenge::Basic => {
+                if h.creds.is_none() {
+                    return Err(RegistryError::Unauthorized {
+                        registry: registry.to_string(),
+                        had_credentials: false,
+                    });
+                }
+            }
+            Challenge::Bearer {
+                realm,
+                service,
+                scope,
+            } => {
+                let mut wanted: Vec<String> = scopes.to_vec();
+                if let Some(s) = scope
+                    && !wanted.contains(s)
+                {
+                    wanted.push(s.clone());
+                }
+                let mut url = reqwest::Url::parse(realm).map_err(|e| RegistryError::Network {
+                    url: realm.clone(),
+                    reason: format!("the token realm is not a URL: {e}"),
+                })?;
+                {
+                    let mut q = url.query_pairs_mut();
+                    if let Some(s) = service {
+                        q.append_pair("service", s);
+                    }
+                    for s in &wanted {
+                        q.append_pair("scope", s);
+                    }
+                }
+                let mut req = h.http.get(url.clone());
+                // Credentials go to the realm only over TLS, or to a loopback realm, or when
+                // TLS checks are off (`--tls-verify=false`).
+                let realm_host = url.host_str().unwrap_or("");
+                let safe =
+                    url.scheme() == "https" || is_loopback(realm_host) || !self.opts.tls_verify;
+                if let Some(c) = &h.creds {
+                    if safe {
+                        req = req.header(AUTHORIZATION, c.basic());
+                    } else {
+                        tracing::warn!(
+                            realm,
+                            "not sending credentials to a plain-HTTP token realm"
+                        );
+                    }
+                }
+                let resp = req.send().await.map_err(|e| RegistryError::Network {
+                    url: realm.clone(),
+                    reason: chain(&e),
+                })?;
+                match resp.status() {
+                    s if s.is_success() => {}
+                    StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                        return Err(RegistryError::Unauthorized {
+                            registry: registry.to_string(),
+                            had_credentials: h.creds.is_some(),
+                        });
+                    }
+                    s => {
+                        return Err(RegistryError::Status {
+                            url: realm.clone(),
+                            status: s.as_u16(),
+                            detail: String::new(),
+                        });
+                    }
+                }
+                let body = read_limited(resp, 1 << 20, realm).await?;
+                let answer: TokenAnswer =
+                    serde_json::from_slice(&body).map_err(|e| RegistryError::Network {
+                        url: realm.clone(),
+                        reason: format!("the token service's answer is not valid: {e}"),
+                    })?;
+                let token = answer.into_token().ok_or_else(|| RegistryError::Network {
+                    url: realm.clone(),
+                    reason: "the token service gave no token".into(),
+                })?;
+                tracing::debug!(registry, scopes = ?wanted, "token");
+                h.tokens.insert(scopes.join(" "), token);
+            }
+        }
+        h.challenge = Some(challenge);
+        Ok(())
+    }
+
+    /// Sends a request built by `make` (from the registry's client and base URL), with
+    /// authentication for `scopes`, retrying as the module says. A 401 after authenticating is
+    /// an error.
+    pub async fn send(
+        &self,
+        registry: &str,
+        scopes: &[String],
+        make: &(dyn Fn(&reqwest::Client, &str) -> RequestBuilder + Sync),
+    ) -> Result<Response, RegistryError> {
+        let (http, base) = self.base(registry).await?;
+        let mut authenticated = false;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut req = make(&http, &base);
+            if let Some(h) = self.auth_header(registry, scopes).await {
+                req = req.header(AUTHORIZATION, h);
+            }
+            let resp = match req.send().await {
+                Ok(r) => r,
+                Err(e) if attempt < ATTEMPTS && !e.is_builder() => {
+                    tracing::debug!(error = %chain(&e), attempt, "network error; retrying");
+                    backoff(attempt, None).await;
+                    continue;
+                }
+                Err(e) => {
+                    return Err(RegistryError::Network {
+                        url: e.url().map_or(base.clone(), ToString::to_string),
+                        reason: chain(&e),
+                    });
+                }
+            };
+            let status = resp.status();
+            if status == StatusCode::UNAUTHORIZED && !authenticated {
+                let challenge = resp
+                    .headers()
+                    .get(WWW_AUTHENTICATE)
+                    .and_then(|v| v.to_str().ok())
+                    .map(parse_challenge)
+                    .transpose()?
+                    .ok_or_else(|| RegistryError::Unauthorized {
+                        registry: registry.to_string(),
+                        had_credentials: false,
+                    })?;
+                self.authenticate(registry, scopes, challenge).await?;
+                authenticated = true;
+                continue;
+            }
+            if (status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS)
+                && attempt < ATTEMPTS
+            {
+                let wait = retry_after(resp.headers());
+                if status == StatusCode::TOO_MANY_REQUESTS {
+                    rate_limit_note(registry, resp.headers());
+                }
+                tracing::debug!(%status, attempt, ?wait, "retrying");
+                backoff(attempt, wait).await;
+                continue;
+            }
+            if status == StatusCode::TOO_MANY_REQUESTS {
+                return Err(RegistryError::RateLimited {
+                    registry: registry.to_string(),
+                    figures: rate_figures(resp.headers()),
+                });
+            }
+            if status == StatusCode::UNAUTHORIZED {
+                let had = self
+                    .hosts
+                    .lock()
+                    .await
+                    .get(registry)
+                    .is_some_and(|h| h.creds.is_some());
+                return Err(RegistryError::Unauthorized {
+                    registry: registry.to_string(),
+                    had_credentials: had,
+                });
+            }
+            return Ok(resp);
+        }
+    }
+
+    /// Records that `repository` of `registry` holds `digest` (a later push may mount it).
+    pub fn seen(&self, registry: &str, repository: &str, digest: &str) {
+        let mut o = self.origins.lock().expect("not poisoned");
+        let e = o.entry(digest.to_string()).or_default();
+        let from = format!("{registry}/{repository}");
+        if !e.contains(&from) {
+            e.push(from);
+        }
+    }
+}
+
+/// Reads a whole body, at most `limit` bytes (more is an error naming the URL).
+pub(super) async fn read_limited(
+    mut resp: Response,
+    limit: u64,
+    url: &str,
+) -> Result<Vec<u8>, RegistryError> {
+    if resp.content_length().is_some_and(|n| n > limit) {
+        return Err(RegistryError::TooLarge {
+            url: url.to_string(),
+            limit,
+        });
+    }
+    let mut out = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| RegistryError::Network {
+        url: url.to_string(),
+        reason: chain(&e),
+    })? {
+        out.extend_from_slice(&chunk);
+        if out.len() as u64 > limit {
+            return Err(RegistryError::TooLarge {
+                url: url.to_string(),
+                limit,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// `Retry-After` in seconds (an HTTP date is taken as "soon").
+fn retry_after(h: &HeaderMap) -> Option<Duration> {
+    let v = h.get(RETRY_AFTER)?.to_str().ok()?;
+    Some(Duration::from_secs(
+        v.trim().parse::<u64>().unwrap_or(5).min(60),
+    ))
+}
+
+async fn backoff(attempt: u32, wait: Option<Duration>) {
+    let base = Duration::from_millis(250 * 2u64.pow(attempt.min(6)));
+    tokio::time::sleep(wait.unwrap_or(base)).await;
+}
+
+/// Docker Hub's `ratelimit-limit` and `ratelimit-remaining`, as `remaining/limit per window`.
+fn rate_figures(h: &HeaderMap) -> String {
+    let get = |k: &str| h.get(k).and_then(|v| v.to_str().ok()).map(str::to_string);
+    match (get("ratelimit-remaining"), get("ratelimit-limit")) {
+        (Some(r), Some(l)) => format!("{r} of {l} pulls left"),
+        _ => "no figures given".into(),
+    }
+}
+
+fn rate_limit_note(registry: &str, h: &HeaderMap) {
+    tracing::warn!(registry, figures = %rate_figures(h), "rate limited; waiting");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts() {
+        for h in [
+            "127.0.0.1:5000",
+            "127.1.2.3",
+            "localhost:80",
+            "[::1]:5000",
+            "localhost",
+        ] {
+            assert!(is_loopback(h), "{h}");
+        }
+        for h in ["10.0.0.1:5000", "example.com", "[2001:db8::1]:443"] {
+            assert!(!is_loopback(h), "{h}");
+        }
+        assert_eq!(api_host("docker.io"), "registry-1.docker.io");
+        assert_eq!(api_host("quay.io"), "quay.io");
+    }
+
+    #[test]
+    fn retry_after_and_figures() {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, "3".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(3)));
+        h.insert(RETRY_AFTER, "600".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(60)));
+        h.insert("ratelimit-limit", "100;w=21600".parse().unwrap());
+        h.insert("ratelimit-remaining", "0;w=21600".parse().unwrap());
+        assert_eq!(rate_figures(&h), "0;w=21600 of 100;w=21600 pulls left");
+    }
+}
