@@ -52,6 +52,14 @@ pub enum StoreError {
         #[source]
         source: unpack::UnpackError,
     },
+    /// A layer's transfer failed (after retries and resumes).
+    #[error("cannot fetch layer {digest}: {reason}")]
+    Fetch {
+        /// The layer.
+        digest: String,
+        /// What failed.
+        reason: String,
+    },
     /// A layer's content does not match the image's description of it.
     #[error("layer {digest} is corrupt: {reason}; refusing it")]
     Corrupt {
@@ -104,6 +112,40 @@ pub struct Store {
     root: PathBuf,
 }
 
+/// Where layer blobs are read from: a layout, a registry repository.
+pub trait BlobSource: Sync {
+    /// The blob `desc` names, as a stream (the store checks digest and size).
+    fn open(&self, desc: &Descriptor) -> Result<Box<dyn Read + Send + '_>, StoreError>;
+    /// `registry/repository`, when the blobs come from a registry.
+    fn origin(&self) -> Option<String> {
+        None
+    }
+}
+
+impl BlobSource for Layout {
+    fn open(&self, desc: &Descriptor) -> Result<Box<dyn Read + Send + '_>, StoreError> {
+        Ok(Box::new(self.open_blob(desc.digest().as_ref())?))
+    }
+}
+
+/// Passes reads through, remembering the first failure of the transfer itself (anything but
+/// the data being wrong).
+struct Watch<'a, R> {
+    inner: R,
+    failed: &'a std::sync::Mutex<Option<String>>,
+}
+
+impl<R: Read> Read for Watch<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf).inspect_err(|e| {
+            if e.kind() != io::ErrorKind::InvalidData {
+                let mut f = self.failed.lock().expect("not poisoned");
+                f.get_or_insert_with(|| e.to_string());
+            }
+        })
+    }
+}
+
 /// Reads everything through and writes it to `out` as well.
 struct Tee<R, W> {
     inner: R,
@@ -127,7 +169,14 @@ impl Store {
 
     /// Opens (creating) a store.
     pub fn open(root: &Path) -> Result<Store, StoreError> {
-        for d in ["blobs/sha256", "layers", "containers", "tmp", "imports"] {
+        for d in [
+            "blobs/sha256",
+            "layers",
+            "containers",
+            "tmp",
+            "imports",
+            "origins",
+        ] {
             let p = root.join(d);
             std::fs::create_dir_all(&p).map_err(io_err("create", &p))?;
         }
@@ -189,7 +238,7 @@ impl Store {
     /// already in the store costs nothing.
     pub fn import_layer(
         &self,
-        src: &Layout,
+        src: &dyn BlobSource,
         desc: &Descriptor,
         diff_id: &str,
         xattrs: XattrNamespace,
@@ -214,23 +263,46 @@ impl Store {
         std::fs::create_dir(&dir_tmp).map_err(io_err("create", &dir_tmp))?;
         let out = File::create(&blob_tmp).map_err(io_err("create", &blob_tmp))?;
         let digest = desc.digest().to_string();
-        let verifying = VerifyingReader::new(src.open_blob(&digest)?, &digest, desc.size());
+        let fetch_failed = std::sync::Mutex::new(None);
+        let watched = Watch {
+            inner: src.open(desc)?,
+            failed: &fetch_failed,
+        };
+        let verifying = VerifyingReader::new(watched, &digest, desc.size());
         let mut tee = Tee {
             inner: verifying,
             out: io::BufWriter::new(out),
         };
-        let corrupt = |reason: String| StoreError::Corrupt {
-            digest: digest.clone(),
-            reason,
+        // A transfer that broke is said as one, not as a damaged layer.
+        let corrupt = |reason: String| match fetch_failed.lock().expect("not poisoned").take() {
+            Some(why) => StoreError::Fetch {
+                digest: digest.clone(),
+                reason: why,
+            },
+            None => StoreError::Corrupt {
+                digest: digest.clone(),
+                reason,
+            },
         };
         let stats = {
             let decoded = unpack::decompress(io::BufReader::new(&mut tee))
                 .map_err(|e| corrupt(e.to_string()))?;
             let opts = UnpackOptions { xattrs, rootless };
-            unpack::unpack_layer(decoded, &dir_tmp, &opts).map_err(|source| StoreError::Unpack {
-                digest: digest.clone(),
-                source,
-            })?
+            match unpack::unpack_layer(decoded, &dir_tmp, &opts) {
+                Ok(s) => s,
+                Err(source) => {
+                    if let Some(why) = fetch_failed.lock().expect("not poisoned").take() {
+                        return Err(StoreError::Fetch {
+                            digest: digest.clone(),
+                            reason: why,
+                        });
+                    }
+                    return Err(StoreError::Unpack {
+                        digest: digest.clone(),
+                        source,
+                    });
+                }
+            }
         };
         // Finish the blob (bytes after the compressed stream count too) and check it.
         io::copy(&mut tee, &mut io::sink()).map_err(|e| corrupt(e.to_string()))?;
@@ -245,7 +317,39 @@ impl Store {
             )));
         }
         self.place(&blob_tmp, &digest, &dir_tmp, diff_id)?;
+        if let Some(o) = src.origin() {
+            self.record_origin(&digest, &o);
+        }
         Ok((layer, stats.warnings))
+    }
+
+    /// Records that `origin` (`registry/repository`) holds blob `digest` (best effort: it
+    /// only lets a later push mount the blob instead of uploading it).
+    pub fn record_origin(&self, digest: &str, origin: &str) {
+        let Ok(hex) = sha256_hex(digest) else { return };
+        let p = self.root.join("origins").join(hex);
+        let mut known: Vec<String> = std::fs::read_to_string(&p)
+            .map(|t| t.lines().map(str::to_string).collect())
+            .unwrap_or_default();
+        if !known.iter().any(|k| k == origin) {
+            known.push(origin.to_string());
+            let _ = crate::util::replace_file(&p, (known.join("\n") + "\n").as_bytes(), 0o600);
+        }
+    }
+
+    /// The repositories (`registry/repository`) known to hold blob `digest`.
+    pub fn origins(&self, digest: &str) -> Vec<String> {
+        let Ok(hex) = sha256_hex(digest) else {
+            return Vec::new();
+        };
+        std::fs::read_to_string(self.root.join("origins").join(hex))
+            .map(|t| {
+                t.lines()
+                    .filter(|l| !l.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Imports a root file system tarball (plain, gz, xz or zstd) as a single uncompressed layer.

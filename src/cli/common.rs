@@ -106,6 +106,80 @@ pub struct ArchiveArgs {
     pub apt_dir: PathBuf,
 }
 
+/// How registries are talked to (every command that names an image).
+#[derive(Debug, Args, Clone)]
+pub struct RegistryArgs {
+    /// Credentials for registries, USER[:PASSWORD] (default: the auth files).
+    #[arg(
+        long,
+        global = true,
+        value_name = "USER[:PASS]",
+        hide_short_help = true
+    )]
+    pub creds: Option<String>,
+    /// The auth file to read credentials from and `login` writes (default:
+    /// $XDG_RUNTIME_DIR/containers/auth.json, then Docker's config.json).
+    #[arg(
+        long,
+        global = true,
+        env = "REGISTRY_AUTH_FILE",
+        value_name = "FILE",
+        hide_short_help = true
+    )]
+    pub authfile: Option<PathBuf>,
+    /// Docker's configuration directory (its config.json: auths, credHelpers, credsStore).
+    #[arg(
+        long,
+        global = true,
+        env = "DOCKER_CONFIG",
+        value_name = "DIR",
+        hide = true
+    )]
+    pub docker_config: Option<PathBuf>,
+    /// Extra CAs (`*.crt`) and client certificates (`*.cert` + `*.key`) for registries.
+    #[arg(long, global = true, value_name = "DIR", hide_short_help = true)]
+    pub cert_dir: Option<PathBuf>,
+    /// Check registries' TLS certificates (`false` also allows plain HTTP to any host).
+    #[arg(long, global = true, value_parser = clap::builder::BoolishValueParser::new(), default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL", hide_short_help = true)]
+    pub tls_verify: bool,
+}
+
+impl RegistryArgs {
+    /// The registry client's options.
+    pub fn options(&self, printer: &Printer) -> crate::registry::Options {
+        let dirs = base_dirs();
+        let containers_auth = dirs
+            .runtime_dir
+            .as_ref()
+            .map(|d| d.join("containers/auth.json"))
+            .or_else(|| {
+                dirs.home
+                    .as_ref()
+                    .map(|h| h.join(".config/containers/auth.json"))
+            });
+        let docker_config = self
+            .docker_config
+            .clone()
+            .or_else(|| dirs.home.as_ref().map(|h| h.join(".docker")))
+            .map(|d| d.join("config.json"));
+        crate::registry::Options {
+            creds: crate::registry::creds::CredentialSources {
+                explicit: self
+                    .creds
+                    .as_deref()
+                    .map(crate::registry::creds::Credentials::parse),
+                authfile: self.authfile.clone(),
+                containers_auth,
+                docker_config,
+            },
+            cert_dir: self.cert_dir.clone(),
+            tls_verify: self.tls_verify,
+            progress: bars(printer),
+            ..crate::registry::Options::default()
+        }
+    }
+}
+
 /// The base directories, from the environment (read here, once).
 pub fn base_dirs() -> BaseDirs {
     let abs = |k: &str| {

@@ -63,10 +63,21 @@ pub fn create(
     } else {
         platforms.iter().map(Some).collect()
     };
+    let session = match &source {
+        ImageSource::Registry(_) => Some(ctx.session()?),
+        _ => None,
+    };
     let mut warnings = Vec::new();
     let mut states = Vec::new();
     for p in wanted {
         let (state, w) = match &source {
+            ImageSource::Registry(r) => import_from_registry(
+                ctx,
+                session.as_ref().expect("made above"),
+                r,
+                p,
+                &image.to_string(),
+            )?,
             ImageSource::Layout { layout, tag, .. } => {
                 import_from_layout(ctx, layout, tag.as_deref(), p, &image.to_string())?
             }
@@ -80,6 +91,7 @@ pub fn create(
         warnings.extend(w);
         states.push(state);
     }
+    drop(session);
     let container = Container {
         schema_version: STATE_VERSION,
         name: name.to_string(),
@@ -116,12 +128,43 @@ fn import_from_layout(
     platform: Option<&Platform>,
     source: &str,
 ) -> Result<(PlatformState, Vec<Warning>), ContainerError> {
+    let sel = image::select(l, tag, platform, source)?;
+    import_selected(ctx, l, sel)
+}
+
+fn import_from_registry(
+    ctx: &Context,
+    session: &crate::registry::Session,
+    r: &crate::oci::reference::RegistryRef,
+    platform: Option<&Platform>,
+    source: &str,
+) -> Result<(PlatformState, Vec<Warning>), ContainerError> {
+    let repo = crate::registry::Repository {
+        session,
+        reference: r.clone(),
+        store: &ctx.store,
+    };
+    let root = repo.root()?;
+    let sel = image::select_from(&repo, &[root], platform, source)?;
+    import_selected(ctx, &repo, sel)
+}
+
+/// How many layers are fetched and unpacked at once.
+const PARALLEL_LAYERS: usize = 4;
+
+/// The chosen image's layers into the store (in parallel: each is verified and unpacked in
+/// the same pass as it arrives), its config and manifest too; the platform's state.
+fn import_selected(
+    ctx: &Context,
+    src: &dyn crate::store::BlobSource,
+    sel: Selected,
+) -> Result<(PlatformState, Vec<Warning>), ContainerError> {
     let Selected {
         manifest_desc,
         manifest,
         config,
         platform,
-    } = image::select(l, tag, platform, source)?;
+    } = sel;
     let layers_in = manifest.typed.layers();
     let diff_ids = config.typed.diff_ids();
     if diff_ids.len() != layers_in.len() {
@@ -131,17 +174,36 @@ fn import_from_layout(
             diff_ids: diff_ids.len(),
         });
     }
+    let jobs: Vec<(&crate::oci::document::Descriptor, &String)> =
+        layers_in.iter().zip(diff_ids).collect();
+    let mut results = Vec::new();
+    for chunk in jobs.chunks(PARALLEL_LAYERS) {
+        let done: Vec<_> = std::thread::scope(|s| {
+            let handles: Vec<_> = chunk
+                .iter()
+                .map(|(desc, diff_id)| {
+                    s.spawn(|| {
+                        ctx.store
+                            .import_layer(src, desc, diff_id, ctx.xattrs(), ctx.rootless)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("layer import does not panic"))
+                .collect()
+        });
+        results.extend(done);
+    }
     let mut warnings = Vec::new();
     let mut layers: Vec<LayerRef> = Vec::new();
-    for (desc, diff_id) in layers_in.iter().zip(diff_ids) {
-        let (layer, w) = ctx
-            .store
-            .import_layer(l, desc, diff_id, ctx.xattrs(), ctx.rootless)?;
+    for r in results {
+        let (layer, w) = r?;
         warnings.extend(w);
         layers.push(layer);
     }
-    ctx.store.import_blob(l, manifest.typed.config())?;
-    ctx.store.import_blob(l, &manifest_desc)?;
+    ctx.store.put_blob(&config.bytes)?;
+    ctx.store.put_blob(&manifest.bytes)?;
     Ok((
         PlatformState {
             schema_version: STATE_VERSION,

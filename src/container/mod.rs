@@ -50,6 +50,9 @@ pub enum ContainerError {
     /// Writing the destination layout.
     #[error(transparent)]
     Write(#[from] WriteError),
+    /// Talking to a registry.
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
     /// A file operation.
     #[error("cannot {action} `{path}`")]
     Io {
@@ -181,6 +184,8 @@ pub struct Context {
     /// `SOURCE_DATE_EPOCH`: the time recorded in history and configs, and the clamp on layer
     /// times (reproducible builds).
     pub epoch: Option<i64>,
+    /// How registries are talked to.
+    pub registry: crate::registry::Options,
 }
 
 impl Context {
@@ -206,6 +211,11 @@ impl Context {
                 .map(|d| d.as_secs() as i64)
                 .unwrap_or(0)
         })
+    }
+
+    /// A registry session (its transfer threads end when it is dropped).
+    pub fn session(&self) -> Result<crate::registry::Session, ContainerError> {
+        Ok(crate::registry::Session::new(self.registry.clone())?)
     }
 
     /// [`Context::now`] as RFC 3339.

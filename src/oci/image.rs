@@ -71,6 +71,15 @@ pub enum SelectError {
     /// A document is malformed.
     #[error("{0}")]
     Malformed(String),
+    /// A document could not be fetched.
+    #[error("cannot read {what}")]
+    Fetch {
+        /// Which document.
+        what: String,
+        /// The cause.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 /// Chooses the image in `layout` for `wanted`, by `tag` when given. With no platform asked for,
@@ -112,11 +121,6 @@ pub fn select(
         }
         None => root.manifests().clone(),
     };
-    let mut seen = Vec::new();
-    let mut best: Option<(u32, Selected)> = None;
-    for d in &candidates {
-        walk(layout, d, wanted, 0, &mut seen, &mut best)?;
-    }
     // Several tagged images and no tag: which one is meant is not for us to guess.
     let mut names: Vec<&str> = candidates.iter().filter_map(ref_name).collect();
     names.sort_unstable();
@@ -126,6 +130,45 @@ pub fn select(
             dir: layout.dir().display().to_string(),
             tags: tags_s,
         });
+    }
+    select_from(layout, &candidates, wanted, source_ref)
+}
+
+/// Where selection reads documents from: a layout, a registry repository.
+pub trait Documents {
+    /// The bytes of the blob `d` names, checked against its digest and size.
+    fn read(&self, d: &Descriptor) -> Result<Vec<u8>, SelectError>;
+}
+
+impl Documents for Layout {
+    fn read(&self, d: &Descriptor) -> Result<Vec<u8>, SelectError> {
+        Ok(self.read_blob(d.digest().as_ref(), Some(d.size()))?)
+    }
+}
+
+fn document<T: for<'de> serde::Deserialize<'de>>(
+    docs: &dyn Documents,
+    d: &Descriptor,
+    kind: &'static str,
+) -> Result<Doc<T>, SelectError> {
+    let bytes = docs.read(d)?;
+    let typed = super::document::parse(&bytes, d.digest().as_ref(), kind)
+        .map_err(|e| SelectError::Malformed(e.to_string()))?;
+    Ok(Doc { typed, bytes })
+}
+
+/// Chooses, among the images `roots` lead to (indexes followed), the one for `wanted`, with
+/// the rules of [`select`].
+pub fn select_from(
+    docs: &dyn Documents,
+    roots: &[Descriptor],
+    wanted: Option<&Platform>,
+    source_ref: &str,
+) -> Result<Selected, SelectError> {
+    let mut seen = Vec::new();
+    let mut best: Option<(u32, Selected)> = None;
+    for d in roots {
+        walk(docs, d, wanted, 0, &mut seen, &mut best)?;
     }
     let have = |seen: &[Platform]| {
         let mut names: Vec<String> = seen.iter().map(Platform::to_string).collect();
@@ -154,7 +197,7 @@ pub fn select(
 const NOT_HOST: u32 = u32::MAX;
 
 fn walk(
-    layout: &Layout,
+    docs: &dyn Documents,
     d: &Descriptor,
     wanted: Option<&Platform>,
     depth: usize,
@@ -166,6 +209,12 @@ fn walk(
             "image indexes nest more than 8 deep".into(),
         ));
     }
+    // Attestations (buildx provenance, SBOMs) sit in indexes as `unknown/unknown`: not images.
+    if d.platform().as_ref().is_some_and(|p| {
+        p.os().to_string() == "unknown" || p.architecture().to_string() == "unknown"
+    }) {
+        return Ok(());
+    }
     // An entry whose platform cannot match is skipped without reading it.
     let declared = d.platform().as_ref().map(platform_of);
     if let (Some(p), Some(w)) = (&declared, wanted)
@@ -175,14 +224,14 @@ fn walk(
         return Ok(());
     }
     if is_index(d) {
-        let idx: Doc<ImageIndex> = layout.document(d, "image index")?;
+        let idx: Doc<ImageIndex> = document(docs, d, "image index")?;
         for child in idx.typed.manifests() {
-            walk(layout, child, wanted, depth + 1, seen, best)?;
+            walk(docs, child, wanted, depth + 1, seen, best)?;
         }
         return Ok(());
     }
-    let manifest: Doc<ImageManifest> = layout.document(d, "image manifest")?;
-    let config: Doc<ImageConfig> = layout.document(manifest.typed.config(), "image config")?;
+    let manifest: Doc<ImageManifest> = document(docs, d, "image manifest")?;
+    let config: Doc<ImageConfig> = document(docs, manifest.typed.config(), "image config")?;
     // The index's word first, as containerd matches (the config's when the index gives none).
     let platform = declared.unwrap_or_else(|| config.typed.platform());
     seen.push(platform.clone());
@@ -362,6 +411,21 @@ mod tests {
         let e = pick(&l, None, None).unwrap_err().to_string();
         assert!(
             e.contains("--platform") && e.contains("linux/riscv64"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn attestation_entries_are_not_images() {
+        let f = Fixture::new();
+        let arm64 = f.image(("arm64", ""), Some(("arm64", "")));
+        let att = f.image(("unknown", ""), Some(("unknown", "unknown")));
+        let l = f.top(vec![att, arm64]);
+        // Only one image is left, so it is chosen with no platform asked for.
+        assert_eq!(pick(&l, None, None).unwrap().architecture, "arm64");
+        let e = pick(&l, None, Some("linux/s390x")).unwrap_err().to_string();
+        assert!(
+            e.contains("it has linux/arm64") && !e.contains("unknown"),
             "{e}"
         );
     }

@@ -23,9 +23,9 @@ pub enum SourceError {
         #[source]
         source: std::io::Error,
     },
-    /// Registries are read by the registry client, which this build does not have yet.
+    /// An image in a registry where only a local one can be used.
     #[error(
-        "`{0}` is in a registry, and this emubuild reads only local images so far; copy it into a layout first (`skopeo copy docker://{0} oci:DIR:TAG`) and name that (`oci:DIR:TAG`)"
+        "`{0}` is in a registry; this command needs a local image (oci:DIR[:TAG] or oci-archive:FILE[:TAG])"
     )]
     Registry(RegistryRef),
 }
@@ -46,6 +46,8 @@ pub enum ImageSource {
     Rootfs(PathBuf),
     /// An empty root.
     Scratch,
+    /// An image in a registry (read through `registry::Repository` when used).
+    Registry(RegistryRef),
 }
 
 impl ImageSource {
@@ -75,7 +77,7 @@ impl ImageSource {
             }
             Reference::Rootfs(p) => Ok(ImageSource::Rootfs(p.clone())),
             Reference::Scratch => Ok(ImageSource::Scratch),
-            Reference::Registry(r) => Err(SourceError::Registry(r.clone())),
+            Reference::Registry(r) => Ok(ImageSource::Registry(r.clone())),
         }
     }
 

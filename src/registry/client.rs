@@ -110,22 +110,33 @@ pub(super) fn chain(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// The rustls error somewhere in an error's chain (io::Errors hide what they wrap from
+/// `source()`, and wrap each other: each is looked inside).
+fn rustls_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    if let Some(r) = e.downcast_ref::<rustls::Error>() {
+        return Some(r);
+    }
+    if let Some(inner) = e
+        .downcast_ref::<std::io::Error>()
+        .and_then(|io| io.get_ref())
+        && let Some(r) = rustls_error(inner)
+    {
+        return Some(r);
+    }
+    e.source().and_then(rustls_error)
+}
+
 /// The TLS failure behind a request error, if it is one: Some(true) when the certificate was
 /// refused, Some(false) when the peer did not speak TLS.
 fn tls_failure(e: &reqwest::Error) -> Option<bool> {
-    let mut src: Option<&dyn std::error::Error> = Some(e);
-    while let Some(c) = src {
-        if let Some(r) = c.downcast_ref::<rustls::Error>() {
-            return Some(matches!(
-                r,
-                rustls::Error::InvalidCertificate(_)
-                    | rustls::Error::NoCertificatesPresented
-                    | rustls::Error::UnsupportedNameType
-            ));
-        }
-        src = c.source();
-    }
-    None
+    rustls_error(e).map(|r| {
+        matches!(
+            r,
+            rustls::Error::InvalidCertificate(_)
+                | rustls::Error::NoCertificatesPresented
+                | rustls::Error::UnsupportedNameType
+        )
+    })
 }
 
 impl Client {

@@ -10,11 +10,13 @@ pub mod auth;
 pub mod client;
 pub mod creds;
 mod ops;
+mod source;
 
 use std::path::PathBuf;
 
 pub use client::{Client, Options};
-pub use ops::{Manifest, Pushed};
+pub use ops::{BlobReader, Head, Manifest, Pushed};
+pub use source::Repository;
 
 use crate::oci::reference::RegistryRef;
 

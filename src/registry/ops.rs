@@ -26,6 +26,17 @@ pub struct Manifest {
     pub digest: String,
 }
 
+/// What a HEAD of a manifest says.
+#[derive(Debug, Clone, Default)]
+pub struct Head {
+    /// `Docker-Content-Digest`.
+    pub digest: Option<String>,
+    /// `Content-Type`.
+    pub media_type: Option<String>,
+    /// `Content-Length`.
+    pub size: Option<u64>,
+}
+
 /// What a push wrote.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Pushed {
@@ -188,14 +199,14 @@ impl Client {
         })
     }
 
-    /// Does the repository hold a manifest with this reference? Its digest when it does
-    /// (HEAD: no pull is counted).
+    /// Does the repository hold a manifest with this reference? Its digest, media type and
+    /// size when it does (HEAD: no pull is counted).
     pub async fn head_manifest(
         &self,
         r: &RegistryRef,
         reference: &str,
         push: bool,
-    ) -> Result<Option<String>, RegistryError> {
+    ) -> Result<Option<Head>, RegistryError> {
         let scopes = [scope(&r.repository, push)];
         let path = format!("/v2/{}/manifests/{reference}", r.repository);
         let resp = self
@@ -208,11 +219,19 @@ impl Client {
             return Ok(None);
         }
         let resp = checked(resp, r, &format!("manifest `{reference}`"), "pull").await?;
-        Ok(resp
-            .headers()
-            .get("docker-content-digest")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string))
+        let h = resp.headers();
+        let text = |k| {
+            h.get(k)
+                .and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok())
+        };
+        Ok(Some(Head {
+            digest: text("docker-content-digest")
+                .filter(|d| d.starts_with("sha256:"))
+                .map(str::to_string),
+            media_type: text("content-type")
+                .map(|t| t.split(';').next().unwrap_or(t).trim().to_string()),
+            size: text("content-length").and_then(|n| n.parse().ok()),
+        }))
     }
 
     /// Is the blob in the repository?

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::binfmt::fs::DEFAULT_ROOT;
-use crate::cli::common::{EmulatorArgs, TopArgs};
+use crate::cli::common::{EmulatorArgs, RegistryArgs, TopArgs};
 use crate::sandbox::Network;
 use crate::snapshotter::Driver;
 
@@ -46,6 +46,9 @@ pub struct Cli {
     #[allow(missing_docs)]
     #[command(flatten)]
     pub global: TopArgs,
+    #[allow(missing_docs)]
+    #[command(flatten)]
+    pub registry: RegistryArgs,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,

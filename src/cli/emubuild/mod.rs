@@ -50,13 +50,17 @@ pub struct Settings {
     pub verbose: u8,
     /// `--log-level`.
     pub log_level: Option<String>,
+    /// How registries are talked to.
+    pub registry: crate::registry::Options,
     /// Output.
     pub printer: Printer,
 }
 
 impl Settings {
     fn resolve(cli: &Cli) -> Settings {
+        let printer = cli.global.start(PROG);
         Settings {
+            registry: cli.registry.options(&printer),
             store: cli
                 .store
                 .clone()
@@ -67,7 +71,7 @@ impl Settings {
             rootless: !is_root(),
             verbose: cli.global.verbose,
             log_level: cli.global.log_level.clone(),
-            printer: cli.global.start(PROG),
+            printer,
         }
     }
 
@@ -81,6 +85,7 @@ impl Settings {
             rootless: self.rootless,
             driver: self.driver,
             epoch: self.epoch,
+            registry: self.registry.clone(),
         })
     }
 }

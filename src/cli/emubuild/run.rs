@@ -141,6 +141,8 @@ pub fn child() -> Result<Exit> {
         rootless: r.rootless,
         verbose: r.verbose,
         log_level: r.log_level.clone(),
+        // A per-platform run runs a step of a container that exists: no registry is read.
+        registry: crate::registry::Options::default(),
         printer,
     };
     let ctx = settings.context()?;
