@@ -7,6 +7,7 @@ use crate::oci::document::{
     Descriptor, Doc, History, ImageConfig, ImageIndex, ImageManifest, is_index, platform_of,
     ref_name,
 };
+use crate::oci::image::{Documents, SelectError};
 use crate::oci::layout::{Layout, LayoutError};
 
 /// One image.
@@ -38,47 +39,70 @@ pub struct TagReport {
 }
 
 /// Reads the tags (one, or all) of a layout.
-pub fn inspect(layout: &Layout, tag: Option<&str>) -> Result<Vec<TagReport>, LayoutError> {
+pub fn inspect(layout: &Layout, tag: Option<&str>) -> Result<Vec<TagReport>, SelectError> {
     let root = layout.index()?.typed;
-    let mut out = Vec::new();
-    for d in root
+    let roots: Vec<(String, Descriptor)> = root
         .manifests()
         .iter()
         .filter(|d| tag.is_none_or(|t| ref_name(d) == Some(t)))
-    {
-        let mut images = Vec::new();
-        collect(layout, d, &mut images, 0)?;
-        out.push(TagReport {
-            tag: ref_name(d).unwrap_or("").to_string(),
-            descriptor: d.clone(),
-            images,
-        });
-    }
-    if out.is_empty() {
+        .map(|d| (ref_name(d).unwrap_or("").to_string(), d.clone()))
+        .collect();
+    if roots.is_empty() {
         return Err(LayoutError::Json {
             what: format!("tag `{}`", tag.unwrap_or("")),
             dir: layout.dir().to_path_buf(),
             reason: "not in index.json".into(),
+        }
+        .into());
+    }
+    inspect_roots(layout, &roots)
+}
+
+/// Reads what each (tag, descriptor) leads to, from any document source (a layout, a
+/// registry repository).
+pub fn inspect_roots(
+    docs: &dyn Documents,
+    roots: &[(String, Descriptor)],
+) -> Result<Vec<TagReport>, SelectError> {
+    let mut out = Vec::new();
+    for (tag, d) in roots {
+        let mut images = Vec::new();
+        collect(docs, d, &mut images, 0)?;
+        out.push(TagReport {
+            tag: tag.clone(),
+            descriptor: d.clone(),
+            images,
         });
     }
     Ok(out)
 }
 
+fn parse<T: for<'de> serde::Deserialize<'de>>(
+    docs: &dyn Documents,
+    d: &Descriptor,
+    kind: &'static str,
+) -> Result<Doc<T>, SelectError> {
+    let bytes = docs.read(d)?;
+    let typed = crate::oci::document::parse(&bytes, d.digest().as_ref(), kind)
+        .map_err(|e| SelectError::Malformed(e.to_string()))?;
+    Ok(Doc { typed, bytes })
+}
+
 fn collect(
-    layout: &Layout,
+    docs: &dyn Documents,
     d: &Descriptor,
     out: &mut Vec<ImageReport>,
     depth: usize,
-) -> Result<(), LayoutError> {
+) -> Result<(), SelectError> {
     if depth < 8 && is_index(d) {
-        let idx: Doc<ImageIndex> = layout.document(d, "image index")?;
+        let idx: Doc<ImageIndex> = parse(docs, d, "image index")?;
         for child in idx.typed.manifests() {
-            collect(layout, child, out, depth + 1)?;
+            collect(docs, child, out, depth + 1)?;
         }
         return Ok(());
     }
-    let m: Doc<ImageManifest> = layout.document(d, "image manifest")?;
-    let config: Doc<ImageConfig> = layout.document(m.typed.config(), "image config")?;
+    let m: Doc<ImageManifest> = parse(docs, d, "image manifest")?;
+    let config: Doc<ImageConfig> = parse(docs, m.typed.config(), "image config")?;
     let c = &config.typed;
     let platform = d
         .platform()

@@ -13,12 +13,31 @@ use crate::oci::source::ImageSource;
 pub fn run(s: &Settings, ctx: &Context, a: &InspectArgs) -> Result<Exit> {
     let image = parse_image(&a.image)?;
     let source = ImageSource::open(&image, &ctx.store.root().join("tmp"))?;
-    let Some((layout, tag)) = source.layout() else {
-        return Err(
-            UsageError("inspect reads oci:DIR[:TAG] or oci-archive:FILE[:TAG]".into()).into(),
-        );
+    let report = match &source {
+        ImageSource::Layout { layout, tag, .. } => crate::inspect::inspect(layout, tag.as_deref())?,
+        ImageSource::Registry(r) => {
+            let session = ctx.session()?;
+            let repo = crate::registry::Repository {
+                session: &session,
+                reference: r.clone(),
+                store: &ctx.store,
+            };
+            let root = repo.root()?;
+            let tag = r
+                .tag
+                .clone()
+                .or_else(|| r.digest.clone())
+                .unwrap_or_default();
+            crate::inspect::inspect_roots(&repo, &[(tag, root)])?
+        }
+        ImageSource::Rootfs(_) | ImageSource::Scratch => {
+            return Err(UsageError(
+                "inspect reads oci:DIR[:TAG], oci-archive:FILE[:TAG] or a registry reference"
+                    .into(),
+            )
+            .into());
+        }
     };
-    let report = crate::inspect::inspect(layout, tag)?;
     if a.json {
         s.printer.json(&report);
     } else {
