@@ -18,7 +18,6 @@ use crate::oci::document::{
     MT_LAYER_ZSTD, MediaType, to_json,
 };
 use crate::oci::reference::Destination;
-use crate::oci::source::SourceError;
 use crate::oci::write::{LayoutWriter, pack_archive};
 use crate::platform::Platform;
 use crate::rootfs::snapshot::{SnapshotOptions, write_layer};
@@ -329,47 +328,12 @@ pub fn commit(
             )
         }
         Destination::Registry(r) => {
-            return Err(ContainerError::Source(SourceError::Registry(r.clone())));
+            return commit_to_registry(ctx, c.platforms, opts, name, r, dest);
         }
     };
-    // Every platform, or nothing: a failure names the platform and writes nothing.
-    let mut built = Vec::new();
-    for p in &c.platforms {
-        let b = build_platform(ctx, name, p, opts).map_err(|e| ContainerError::CommitPlatform {
-            platform: p.clone(),
-            source: Box::new(e),
-        })?;
-        built.push(b);
-    }
-    // Platforms built by different steps (one failed, or a later `run --platform` took only
-    // some) make an index whose images differ: said, not silently written.
-    let mut warnings = Vec::new();
-    if let Some(first) = built.first() {
-        for b in &built[1..] {
-            if b.steps != first.steps {
-                warnings.push(Warning::PlatformsDiffer {
-                    a: first.platform.to_string(),
-                    b: b.platform.to_string(),
-                    count_a: first.steps.len(),
-                    count_b: b.steps.len(),
-                    difference: first_difference(&first.steps, &b.steps),
-                });
-            }
-        }
-    }
-    let mut index = ImageIndex::default();
-    index.set_media_type(Some(MediaType::ImageIndex));
-    index.set_manifests(
-        built
-            .iter()
-            .map(|b| {
-                let mut d = document::describe(MediaType::ImageManifest, &b.manifest);
-                d.set_platform(Some(document::oci_platform(&b.platform)));
-                d
-            })
-            .collect(),
-    );
-    let index_bytes = to_json(&index);
+    let built = build_all(ctx, name, &c.platforms, opts)?;
+    let warnings = differences(&built);
+    let index_bytes = index_of(&built);
     // Writes every blob, then the tag, into the layout at `into` (under its lock).
     let write_into = |into: &Path| -> Result<(String, Vec<PlatformImage>), ContainerError> {
         let w = LayoutWriter::open(into)?;
@@ -406,6 +370,107 @@ pub fn commit(
     tracing::info!(dest = %dest, index = %index_digest, "committed");
     Ok(Committed {
         index: index_digest,
+        images,
+        dest: dest.to_string(),
+        warnings,
+    })
+}
+
+/// Every platform, or nothing: a failure names the platform and writes nothing.
+fn build_all(
+    ctx: &Context,
+    name: &str,
+    platforms: &[Platform],
+    opts: &CommitOptions,
+) -> Result<Vec<Built>, ContainerError> {
+    platforms
+        .iter()
+        .map(|p| {
+            build_platform(ctx, name, p, opts).map_err(|e| ContainerError::CommitPlatform {
+                platform: p.clone(),
+                source: Box::new(e),
+            })
+        })
+        .collect()
+}
+
+/// Platforms built by different steps (one failed, or a later `run --platform` took only
+/// some) make an index whose images differ: said, not silently written.
+fn differences(built: &[Built]) -> Vec<Warning> {
+    let mut warnings = Vec::new();
+    if let Some(first) = built.first() {
+        for b in &built[1..] {
+            if b.steps != first.steps {
+                warnings.push(Warning::PlatformsDiffer {
+                    a: first.platform.to_string(),
+                    b: b.platform.to_string(),
+                    count_a: first.steps.len(),
+                    count_b: b.steps.len(),
+                    difference: first_difference(&first.steps, &b.steps),
+                });
+            }
+        }
+    }
+    warnings
+}
+
+/// The index naming every platform's manifest, with its platform.
+fn index_of(built: &[Built]) -> Vec<u8> {
+    let mut index = ImageIndex::default();
+    index.set_media_type(Some(MediaType::ImageIndex));
+    index.set_manifests(
+        built
+            .iter()
+            .map(|b| {
+                let mut d = document::describe(MediaType::ImageManifest, &b.manifest);
+                d.set_platform(Some(document::oci_platform(&b.platform)));
+                d
+            })
+            .collect(),
+    );
+    to_json(&index)
+}
+
+/// Builds every platform (all or none), then pushes blobs, manifests and the index, the
+/// index last: by the reference's tag, or by digest alone.
+fn commit_to_registry(
+    ctx: &Context,
+    platforms: Vec<Platform>,
+    opts: &CommitOptions,
+    name: &str,
+    r: &crate::oci::reference::RegistryRef,
+    dest: &Destination,
+) -> Result<Committed, ContainerError> {
+    use crate::registry::push::{Node, push};
+    let built = build_all(ctx, name, &platforms, opts)?;
+    let warnings = differences(&built);
+    let mut images = Vec::new();
+    let mut children = Vec::new();
+    for b in &built {
+        let config_digest = ctx.store.put_blob(&b.config)?;
+        let mut blobs = vec![(config_digest.clone(), b.config.len() as u64)];
+        blobs.extend(b.layers.iter().map(|l| (l.digest.clone(), l.size)));
+        children.push(Node::Manifest {
+            bytes: b.manifest.clone(),
+            media_type: MediaType::ImageManifest.to_string(),
+            blobs,
+        });
+        images.push(PlatformImage {
+            platform: b.platform.to_string(),
+            manifest: format!("sha256:{}", crate::digest::sha256_hex(&b.manifest)),
+            config: config_digest,
+            layers: b.layers.iter().map(|l| l.digest.clone()).collect(),
+        });
+    }
+    let root = Node::Index {
+        bytes: index_of(&built),
+        media_type: MediaType::ImageIndex.to_string(),
+        children,
+    };
+    let session = ctx.session()?;
+    let pushed = push(&session, r, &root, &ctx.store)?;
+    Ok(Committed {
+        index: pushed.digest,
         images,
         dest: dest.to_string(),
         warnings,

@@ -41,7 +41,8 @@ pub struct RegistryRef {
     pub registry: String,
     /// The repository (`library/alpine`).
     pub repository: String,
-    /// The tag, if given (`latest` when neither tag nor digest is).
+    /// The tag, if given. A source with neither tag nor digest means `latest`
+    /// ([`RegistryRef::reference`]); a destination without a tag is pushed by digest only.
     pub tag: Option<String>,
     /// The digest, if given (`sha256:...`).
     pub digest: Option<String>,
@@ -320,17 +321,22 @@ impl RegistryRef {
         } else {
             repository
         };
-        let tag = if tag.is_none() && digest.is_none() {
-            Some("latest".to_string())
-        } else {
-            tag
-        };
         Ok(RegistryRef {
             registry,
             repository,
             tag,
             digest,
         })
+    }
+}
+
+impl RegistryRef {
+    /// What a pull asks for: the digest, else the tag, else `latest`.
+    pub fn reference(&self) -> String {
+        self.digest
+            .clone()
+            .or_else(|| self.tag.clone())
+            .unwrap_or_else(|| "latest".into())
     }
 }
 
@@ -391,7 +397,9 @@ mod tests {
 
     #[test]
     fn docker_normalisation() {
-        assert_eq!(reg("alpine").to_string(), "docker.io/library/alpine:latest");
+        assert_eq!(reg("alpine").to_string(), "docker.io/library/alpine");
+        assert_eq!(reg("alpine").reference(), "latest");
+        assert_eq!(reg("alpine").tag, None);
         assert_eq!(
             reg("docker://alpine:3.20").to_string(),
             "docker.io/library/alpine:3.20"

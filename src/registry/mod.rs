@@ -10,6 +10,7 @@ pub mod auth;
 pub mod client;
 pub mod creds;
 mod ops;
+pub mod push;
 mod source;
 
 use std::path::PathBuf;

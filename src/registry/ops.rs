@@ -139,11 +139,7 @@ impl Client {
         r: &RegistryRef,
         digest: Option<&str>,
     ) -> Result<Manifest, RegistryError> {
-        let reference = digest
-            .map(str::to_string)
-            .or_else(|| r.digest.clone())
-            .or_else(|| r.tag.clone())
-            .unwrap_or_else(|| "latest".into());
+        let reference = digest.map(str::to_string).unwrap_or_else(|| r.reference());
         let scopes = [scope(&r.repository, false)];
         let path = format!("/v2/{}/manifests/{reference}", r.repository);
         let resp = self

@@ -47,11 +47,7 @@ impl Repository<'_> {
     /// those bytes, else by GET (stored).
     pub fn root(&self) -> Result<Descriptor, SelectError> {
         let r = &self.reference;
-        let reference = r
-            .digest
-            .clone()
-            .or_else(|| r.tag.clone())
-            .unwrap_or_else(|| "latest".into());
+        let reference = r.reference();
         let name = format!("{}/{}:{reference}", r.registry, r.repository);
         let head = self
             .session
@@ -147,6 +143,8 @@ impl Documents for Repository<'_> {
             v.read_to_end(&mut bytes)
                 .map_err(|e| fetch(what.clone(), e))?;
             v.finish().map_err(|e| fetch(what.clone(), e))?;
+            self.store
+                .record_origin(&digest, &format!("{}/{}", r.registry, r.repository));
             bytes
         };
         self.store

@@ -69,8 +69,15 @@ pub enum Command {
     Copy(CopyArgs),
     /// Write the working container as images, one per platform, joined by an OCI image index.
     Commit(CommitArgs),
-    /// Show an image or index in an OCI layout or archive: platforms, layers, history.
+    /// Show an image or index (a layout, an archive, a registry): platforms, layers, history.
     Inspect(InspectArgs),
+    /// Push a local image or index (oci:DIR[:TAG], oci-archive:FILE[:TAG]) to a registry:
+    /// blobs, child manifests, then the index; by tag, or by digest when DEST has no tag.
+    Push(PushArgs),
+    /// Check credentials against a registry, then save them (auth file, mode 0600).
+    Login(LoginArgs),
+    /// Remove saved credentials for a registry.
+    Logout(LogoutArgs),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
     /// Print the manual page (roff).
@@ -152,6 +159,45 @@ pub struct InspectArgs {
     pub json: bool,
 }
 
+/// `push` arguments.
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// oci:DIR[:TAG] or oci-archive:FILE[:TAG].
+    #[arg(value_name = "SRC")]
+    pub src: String,
+    /// A registry reference: HOST/REPO:TAG, or HOST/REPO to push by digest only.
+    #[arg(value_name = "DEST")]
+    pub dest: String,
+    /// Write the pushed digest to this file.
+    #[arg(long, value_name = "FILE")]
+    pub digestfile: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `login` arguments.
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// The registry (`docker.io`, `127.0.0.1:5000`).
+    #[arg(value_name = "HOST")]
+    pub host: String,
+    /// The user name.
+    #[arg(long, short = 'u', value_name = "USER")]
+    pub username: Option<String>,
+    /// Read the password from stdin (else it is asked for on the terminal).
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+/// `logout` arguments.
+#[derive(Debug, Args)]
+pub struct LogoutArgs {
+    /// The registry.
+    #[arg(value_name = "HOST")]
+    pub host: String,
+}
+
 /// `from` arguments.
 #[derive(Debug, Args)]
 pub struct FromArgs {
@@ -178,9 +224,19 @@ pub struct RunArgs {
     /// Platforms to run on (default: every platform of the working container).
     #[arg(long, value_name = "PLATFORM[,PLATFORM...]")]
     pub platform: Option<String>,
-    /// Make the working container from this image first (reused if it exists with the same base).
+    /// Make the working container from this image first (reused if it exists with the same
+    /// base). With no working container and no `--from`: `$EMUBUILD_BASE`, else alpine:latest.
     #[arg(long, value_name = "IMAGE")]
     pub from: Option<String>,
+    /// The base a run with no working container and no `--from` starts from.
+    #[arg(
+        long,
+        env = "EMUBUILD_BASE",
+        default_value = "alpine:latest",
+        value_name = "IMAGE",
+        hide = true
+    )]
+    pub default_base: String,
     /// Bind mount HOST:CONTAINER[:ro].
     #[arg(short = 'v', long = "volume", value_name = "HOST:CTR[:ro]")]
     pub volumes: Vec<String>,

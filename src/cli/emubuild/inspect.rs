@@ -23,11 +23,7 @@ pub fn run(s: &Settings, ctx: &Context, a: &InspectArgs) -> Result<Exit> {
                 store: &ctx.store,
             };
             let root = repo.root()?;
-            let tag = r
-                .tag
-                .clone()
-                .or_else(|| r.digest.clone())
-                .unwrap_or_default();
+            let tag = r.reference();
             crate::inspect::inspect_roots(&repo, &[(tag, root)])?
         }
         ImageSource::Rootfs(_) | ImageSource::Scratch => {

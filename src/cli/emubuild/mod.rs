@@ -10,6 +10,8 @@ mod containers;
 mod copy;
 mod from;
 mod inspect;
+mod login;
+mod push;
 mod run;
 
 use std::path::PathBuf;
@@ -132,6 +134,9 @@ pub fn run_cli(cli: Cli, s: &Settings) -> Result<Exit> {
             return Ok(Exit::Success);
         }
         Command::RunPlatform => return run::child(),
+        // Credentials are the user's own: no store, no user namespace.
+        Command::Login(a) => return login::login(s, a),
+        Command::Logout(a) => return login::logout(s, a),
         _ => {}
     }
     // Not root: everything happens in a user namespace of our own (rootless mode).
@@ -147,9 +152,12 @@ pub fn run_cli(cli: Cli, s: &Settings) -> Result<Exit> {
         Command::Copy(a) => copy::run(s, &ctx, a),
         Command::Commit(a) => commit::run(s, &ctx, a),
         Command::Inspect(a) => inspect::run(s, &ctx, a),
-        Command::Completions(_) | Command::Man | Command::RunPlatform => {
-            unreachable!("handled above")
-        }
+        Command::Push(a) => push::run(s, &ctx, a),
+        Command::Completions(_)
+        | Command::Man
+        | Command::RunPlatform
+        | Command::Login(_)
+        | Command::Logout(_) => unreachable!("handled above"),
     }
 }
 

@@ -40,20 +40,24 @@ pub fn run(s: &Settings, ctx: &Context, a: &RunArgs) -> Result<Exit> {
     let p = &s.printer;
     let wanted = parse_platforms(&a.platform)?;
     let mut made_now = false;
-    if let Some(image) = &a.from {
+    let from = match &a.from {
+        Some(f) => Some(f.clone()),
+        None if !ctx.container(&a.name).exists() => {
+            p.info(format!(
+                "no working container `{}`; making one from {} (`--from IMAGE` or $EMUBUILD_BASE chooses another)",
+                a.name, a.default_base
+            ));
+            Some(a.default_base.clone())
+        }
+        None => None,
+    };
+    if let Some(image) = &from {
         let image = parse_image(image)?;
         let created = container::create(ctx, &a.name, &image, &wanted, true)?;
         made_now = !created.reused;
         for w in &created.warnings {
             p.warn(w);
         }
-    }
-    if !ctx.container(&a.name).exists() {
-        return Err(UsageError(format!(
-            "no working container `{}`; choose a base image: `emubuild run --from oci:DIR[:TAG] [--platform P] -- CMD`, or `emubuild from IMAGE` first",
-            a.name
-        ))
-        .into());
     }
     let c = container::read(ctx, &a.name)?;
     let platforms: Vec<Platform> = if wanted.is_empty() {
