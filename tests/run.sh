@@ -16,6 +16,7 @@ need_pkgs=()
 have() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = 'install ok installed' ]; }
 for p in qemu-user-static skopeo umoci buildah oci-image-tool mmdebstrap docker-registry \
          gpgv debian-archive-keyring binutils xz-utils zstd curl ca-certificates util-linux \
+         apache2-utils openssl \
          attr jq python3 python3-yaml systemd uidmap passwd; do
   have "$p" || need_pkgs+=("$p")
 done
