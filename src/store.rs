@@ -284,30 +284,56 @@ impl Store {
                 reason,
             },
         };
-        let stats = {
-            let decoded = unpack::decompress(io::BufReader::new(&mut tee))
-                .map_err(|e| corrupt(e.to_string()))?;
-            let opts = UnpackOptions { xattrs, rootless };
-            match unpack::unpack_layer(decoded, &dir_tmp, &opts) {
-                Ok(s) => s,
-                Err(source) => {
-                    if let Some(why) = fetch_failed.lock().expect("not poisoned").take() {
-                        return Err(StoreError::Fetch {
-                            digest: digest.clone(),
-                            reason: why,
-                        });
-                    }
-                    return Err(StoreError::Unpack {
+        // Bytes that do not match the digest, as a registry served them, are said as that.
+        let origin = src.origin();
+        let mismatch = |e: io::Error| {
+            corrupt(match &origin {
+                Some(o) => {
+                    format!("{e}: {o} served other bytes than its digest names; nothing was stored")
+                }
+                None => e.to_string(),
+            })
+        };
+        let opts = UnpackOptions { xattrs, rootless };
+        let unpacked = match unpack::decompress(io::BufReader::new(&mut tee)) {
+            Ok(decoded) => unpack::unpack_layer(decoded, &dir_tmp, &opts).map_err(Some),
+            Err(e) => {
+                tracing::debug!(%digest, "cannot decompress: {e}");
+                Err(None)
+            }
+        };
+        let stats = match unpacked {
+            Ok(stats) => stats,
+            Err(source) => {
+                // Bytes that are not what the digest names are said as that (the source
+                // served other bytes), a broken transfer as one; only a blob that is what it
+                // claims to be is called a bad layer.
+                if let Some(why) = fetch_failed.lock().expect("not poisoned").take() {
+                    return Err(StoreError::Fetch {
                         digest: digest.clone(),
-                        source,
+                        reason: why,
                     });
                 }
+                if let Err(e) = tee.inner.finish() {
+                    return Err(mismatch(e));
+                }
+                return Err(match source {
+                    Some(source) => StoreError::Unpack {
+                        digest: digest.clone(),
+                        source,
+                    },
+                    None => StoreError::Corrupt {
+                        digest: digest.clone(),
+                        reason: "it is not a tar archive, plain or gzip-, xz- or zstd-compressed"
+                            .into(),
+                    },
+                });
             }
         };
         // Finish the blob (bytes after the compressed stream count too) and check it.
-        io::copy(&mut tee, &mut io::sink()).map_err(|e| corrupt(e.to_string()))?;
+        io::copy(&mut tee, &mut io::sink()).map_err(mismatch)?;
         let Tee { inner, out } = tee;
-        inner.finish().map_err(|e| corrupt(e.to_string()))?;
+        inner.finish().map_err(mismatch)?;
         let file = out.into_inner().map_err(|e| corrupt(e.to_string()))?;
         file.sync_all().map_err(io_err("write", &blob_tmp))?;
         if format!("sha256:{}", stats.diff_id) != diff_id {
@@ -333,6 +359,9 @@ impl Store {
             .unwrap_or_default();
         if !known.iter().any(|k| k == origin) {
             known.push(origin.to_string());
+            // The newest few are enough to find a mount source.
+            let excess = known.len().saturating_sub(8);
+            known.drain(..excess);
             let _ = crate::util::replace_file(&p, (known.join("\n") + "\n").as_bytes(), 0o600);
         }
     }

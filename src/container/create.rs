@@ -8,7 +8,6 @@ use super::{ContainerError, Context, DEFAULT_PATH};
 use crate::arch::Table;
 use crate::oci::document::ImageConfig;
 use crate::oci::image::{self, Selected};
-use crate::oci::layout::Layout;
 use crate::oci::reference::Reference;
 use crate::oci::source::ImageSource;
 use crate::platform::Platform;
@@ -63,35 +62,50 @@ pub fn create(
     } else {
         platforms.iter().map(Some).collect()
     };
-    let session = match &source {
-        ImageSource::Registry(_) => Some(ctx.session()?),
-        _ => None,
-    };
+    // Each platform's image is chosen first (documents only), then every layer of all of
+    // them is fetched and unpacked at once.
     let mut warnings = Vec::new();
-    let mut states = Vec::new();
-    for p in wanted {
-        let (state, w) = match &source {
-            ImageSource::Registry(r) => import_from_registry(
-                ctx,
-                session.as_ref().expect("made above"),
-                r,
-                p,
-                &image.to_string(),
-            )?,
-            ImageSource::Layout { layout, tag, .. } => {
-                import_from_layout(ctx, layout, tag.as_deref(), p, &image.to_string())?
+    let states = match &source {
+        ImageSource::Registry(r) => {
+            let session = ctx.session()?;
+            let repo = crate::registry::Repository {
+                session: &session,
+                reference: r.clone(),
+                store: &ctx.store,
+            };
+            let root = repo.root()?;
+            let selected = wanted
+                .iter()
+                .map(|p| {
+                    image::select_from(&repo, std::slice::from_ref(&root), *p, &image.to_string())
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            import_selected(ctx, &repo, selected, &mut warnings)?
+        }
+        ImageSource::Layout { layout, tag, .. } => {
+            let selected = wanted
+                .iter()
+                .map(|p| image::select(layout, tag.as_deref(), *p, &image.to_string()))
+                .collect::<Result<Vec<_>, _>>()?;
+            import_selected(ctx, layout, selected, &mut warnings)?
+        }
+        ImageSource::Rootfs(file) => {
+            let mut states = Vec::new();
+            for p in &wanted {
+                let (state, w) = import_rootfs(ctx, file, *p)?;
+                warnings.extend(w);
+                states.push(state);
             }
-            ImageSource::Rootfs(file) => import_rootfs(ctx, file, p)?,
-            ImageSource::Scratch => (
-                scratch_state(p.cloned().unwrap_or_else(Platform::host)),
-                Vec::new(),
-            ),
-        };
+            states
+        }
+        ImageSource::Scratch => wanted
+            .iter()
+            .map(|p| scratch_state(p.cloned().unwrap_or_else(Platform::host)))
+            .collect(),
+    };
+    for state in &states {
         tracing::info!(container = name, platform = %state.platform, layers = state.base_layers.len(), "platform imported");
-        warnings.extend(w);
-        states.push(state);
     }
-    drop(session);
     let container = Container {
         schema_version: STATE_VERSION,
         name: name.to_string(),
@@ -121,100 +135,108 @@ pub(crate) fn join(platforms: &[Platform]) -> String {
         .join(", ")
 }
 
-fn import_from_layout(
-    ctx: &Context,
-    l: &Layout,
-    tag: Option<&str>,
-    platform: Option<&Platform>,
-    source: &str,
-) -> Result<(PlatformState, Vec<Warning>), ContainerError> {
-    let sel = image::select(l, tag, platform, source)?;
-    import_selected(ctx, l, sel)
-}
-
-fn import_from_registry(
-    ctx: &Context,
-    session: &crate::registry::Session,
-    r: &crate::oci::reference::RegistryRef,
-    platform: Option<&Platform>,
-    source: &str,
-) -> Result<(PlatformState, Vec<Warning>), ContainerError> {
-    let repo = crate::registry::Repository {
-        session,
-        reference: r.clone(),
-        store: &ctx.store,
-    };
-    let root = repo.root()?;
-    let sel = image::select_from(&repo, &[root], platform, source)?;
-    import_selected(ctx, &repo, sel)
-}
-
 /// How many layers are fetched and unpacked at once.
-const PARALLEL_LAYERS: usize = 4;
+const PARALLEL_LAYERS: usize = 6;
 
-/// The chosen image's layers into the store (in parallel: each is verified and unpacked in
-/// the same pass as it arrives), its config and manifest too; the platform's state.
+/// The chosen images' layers into the store, all platforms' at once (each layer once, each
+/// verified and unpacked in the same pass as it arrives; the first failure stops the rest),
+/// their configs and manifests too; each platform's state.
 fn import_selected(
     ctx: &Context,
     src: &dyn crate::store::BlobSource,
-    sel: Selected,
-) -> Result<(PlatformState, Vec<Warning>), ContainerError> {
-    let Selected {
-        manifest_desc,
-        manifest,
-        config,
-        platform,
-    } = sel;
-    let layers_in = manifest.typed.layers();
-    let diff_ids = config.typed.diff_ids();
-    if diff_ids.len() != layers_in.len() {
-        return Err(ContainerError::LayerCount {
-            manifest: manifest_desc.digest().to_string(),
-            layers: layers_in.len(),
-            diff_ids: diff_ids.len(),
-        });
-    }
-    let jobs: Vec<(&crate::oci::document::Descriptor, &String)> =
-        layers_in.iter().zip(diff_ids).collect();
-    let mut results = Vec::new();
-    for chunk in jobs.chunks(PARALLEL_LAYERS) {
-        let done: Vec<_> = std::thread::scope(|s| {
-            let handles: Vec<_> = chunk
+    selected: Vec<Selected>,
+    warnings: &mut Vec<Warning>,
+) -> Result<Vec<PlatformState>, ContainerError> {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let mut jobs: Vec<(&crate::oci::document::Descriptor, &String)> = Vec::new();
+    for sel in &selected {
+        let layers_in = sel.manifest.typed.layers();
+        let diff_ids = sel.config.typed.diff_ids();
+        if diff_ids.len() != layers_in.len() {
+            return Err(ContainerError::LayerCount {
+                manifest: sel.manifest_desc.digest().to_string(),
+                layers: layers_in.len(),
+                diff_ids: diff_ids.len(),
+            });
+        }
+        for job in layers_in.iter().zip(diff_ids) {
+            if !jobs
                 .iter()
-                .map(|(desc, diff_id)| {
-                    s.spawn(|| {
-                        ctx.store
-                            .import_layer(src, desc, diff_id, ctx.xattrs(), ctx.rootless)
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("layer import does not panic"))
-                .collect()
-        });
-        results.extend(done);
+                .any(|(d, id)| d.digest() == job.0.digest() && *id == job.1)
+            {
+                jobs.push(job);
+            }
+        }
     }
-    let mut warnings = Vec::new();
-    let mut layers: Vec<LayerRef> = Vec::new();
+    type Imported = Result<(LayerRef, Vec<Warning>), crate::store::StoreError>;
+    let results: Vec<Mutex<Option<Imported>>> = jobs.iter().map(|_| Mutex::new(None)).collect();
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        for _ in 0..PARALLEL_LAYERS.min(jobs.len()) {
+            s.spawn(|| {
+                while !failed.load(Ordering::Relaxed) {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some((desc, diff_id)) = jobs.get(i) else {
+                        break;
+                    };
+                    let r = ctx
+                        .store
+                        .import_layer(src, desc, diff_id, ctx.xattrs(), ctx.rootless);
+                    if r.is_err() {
+                        failed.store(true, Ordering::Relaxed);
+                    }
+                    *results[i].lock().expect("not poisoned") = Some(r);
+                }
+            });
+        }
+    });
+    let mut imported: Vec<LayerRef> = Vec::new();
     for r in results {
-        let (layer, w) = r?;
-        warnings.extend(w);
-        layers.push(layer);
+        // Jobs never started (after a failure) have no result; the failure comes first.
+        match r.into_inner().expect("not poisoned") {
+            Some(Ok((layer, w))) => {
+                warnings.extend(w);
+                imported.push(layer);
+            }
+            Some(Err(e)) => return Err(e.into()),
+            None => {}
+        }
     }
-    ctx.store.put_blob(&config.bytes)?;
-    ctx.store.put_blob(&manifest.bytes)?;
-    Ok((
-        PlatformState {
+    let mut states = Vec::new();
+    for sel in selected {
+        let Selected {
+            manifest_desc,
+            manifest,
+            config,
+            platform,
+        } = sel;
+        let layers = manifest
+            .typed
+            .layers()
+            .iter()
+            .zip(config.typed.diff_ids())
+            .map(|(d, id)| {
+                imported
+                    .iter()
+                    .find(|l| l.digest == d.digest().to_string() && l.diff_id == *id)
+                    .cloned()
+                    .expect("every layer was imported")
+            })
+            .collect();
+        ctx.store.put_blob(&config.bytes)?;
+        ctx.store.put_blob(&manifest.bytes)?;
+        states.push(PlatformState {
             schema_version: STATE_VERSION,
             platform,
             base_manifest: Some(manifest_desc.digest().to_string()),
             config: config.typed,
             base_layers: layers,
             steps: Vec::new(),
-        },
-        warnings,
-    ))
+        });
+    }
+    Ok(states)
 }
 
 fn import_rootfs(

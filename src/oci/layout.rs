@@ -230,17 +230,14 @@ impl<R: Read> VerifyingReader<R> {
     pub fn finish(mut self) -> io::Result<()> {
         io::copy(&mut self, &mut io::sink())?;
         let (actual, n) = self.inner.finish();
-        if Some(actual.as_str()) == self.digest.strip_prefix("sha256:") && n == self.size {
-            Ok(())
+        let why = if n != self.size {
+            format!("it is {n} bytes, not the {} its descriptor says", self.size)
+        } else if Some(actual.as_str()) != self.digest.strip_prefix("sha256:") {
+            format!("its bytes hash to sha256:{actual}, not to its digest")
         } else {
-            Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "blob {} is corrupt: {n} bytes hashing to sha256:{actual}, expected {} bytes",
-                    self.digest, self.size
-                ),
-            ))
-        }
+            return Ok(());
+        };
+        Err(io::Error::new(io::ErrorKind::InvalidData, why))
     }
 }
 

@@ -2,8 +2,9 @@
 //! `--creds USER[:PASS]`; `--authfile F` (or `$REGISTRY_AUTH_FILE`); the containers auth file
 //! (`$XDG_RUNTIME_DIR/containers/auth.json`, else `~/.config/containers/auth.json`); Docker's
 //! `config.json` (`$DOCKER_CONFIG` or `~/.docker`): `auths`, then `credHelpers.<host>`, then
-//! `credsStore`, through `docker-credential-<name> get`. Saving (`emubuild login`) writes the
-//! auth file with mode 0600.
+//! `credsStore`, through `docker-credential-<name> get`. The first source that knows the
+//! registry answers. Saving (`emubuild login`) writes the auth file (`--authfile`, else the
+//! containers one) with mode 0600.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -52,7 +53,7 @@ impl Credentials {
 pub struct CredentialSources {
     /// `--creds`.
     pub explicit: Option<Credentials>,
-    /// `--authfile` / `$REGISTRY_AUTH_FILE`: the only file read and written when given.
+    /// `--authfile` / `$REGISTRY_AUTH_FILE`: read first, and the file `login` writes.
     pub authfile: Option<PathBuf>,
     /// The containers auth file's default place.
     pub containers_auth: Option<PathBuf>,
@@ -224,14 +225,11 @@ impl CredentialSources {
         if let Some(c) = &self.explicit {
             return Ok(Some(c.clone()));
         }
-        let files: Vec<&PathBuf> = match &self.authfile {
-            Some(f) => vec![f],
-            None => self
-                .containers_auth
-                .iter()
-                .chain(self.docker_config.iter())
-                .collect(),
-        };
+        let files = self
+            .authfile
+            .iter()
+            .chain(self.containers_auth.iter())
+            .chain(self.docker_config.iter());
         for path in files {
             let Some(file) = read_file(path)? else {
                 continue;
@@ -371,6 +369,29 @@ mod tests {
         assert_eq!(
             sources.lookup("r.example").unwrap(),
             Some(Credentials::parse("dock:pw"))
+        );
+        // --authfile comes first, and the others still answer for hosts it lacks.
+        let given = d.path().join("given.json");
+        let with_file = CredentialSources {
+            authfile: Some(given.clone()),
+            ..sources.clone()
+        };
+        with_file
+            .save("r.example", &Credentials::parse("file:pw"))
+            .unwrap();
+        assert_eq!(
+            with_file.lookup("r.example").unwrap(),
+            Some(Credentials::parse("file:pw"))
+        );
+        assert_eq!(
+            with_file.lookup("docker.io").unwrap(),
+            Some(Credentials::parse("hub:hubpw"))
+        );
+        assert!(
+            !containers.exists()
+                || !std::fs::read_to_string(&containers)
+                    .unwrap()
+                    .contains("file")
         );
         // A damaged file is an error naming it.
         std::fs::write(&containers, b"{").unwrap();

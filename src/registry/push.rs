@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 
-use futures_util::future::try_join_all;
+use futures_util::{StreamExt, TryStreamExt, stream};
 
 use super::{Pushed, RegistryError, Session};
 use crate::oci::reference::RegistryRef;
@@ -41,6 +41,9 @@ pub trait LocalBlobs: Sync {
     fn file(&self, digest: &str) -> Result<PathBuf, RegistryError>;
     /// `registry/repository` names known to hold `digest` (for mounts).
     fn origins(&self, digest: &str) -> Vec<String>;
+    /// Learns that `origin` (`registry/repository`) now holds `digest` (a later push to
+    /// another repository of that registry mounts it).
+    fn held(&self, _digest: &str, _origin: &str) {}
 }
 
 /// How many blobs go at once.
@@ -101,12 +104,25 @@ async fn push_blob(
     digest: &str,
     size: u64,
 ) -> Result<Done, RegistryError> {
+    let here = format!("{}/{}", dest.registry, dest.repository);
+    let done = send_blob(session, dest, files, digest, size, &here).await?;
+    files.held(digest, &here);
+    Ok(done)
+}
+
+async fn send_blob(
+    session: &Session,
+    dest: &RegistryRef,
+    files: &dyn LocalBlobs,
+    digest: &str,
+    size: u64,
+    here: &str,
+) -> Result<Done, RegistryError> {
     let c = &session.client;
     if c.blob_exists(dest, digest, true).await? {
         return Ok(Done::Existing);
     }
     let prefix = format!("{}/", dest.registry);
-    let here = format!("{}/{}", dest.registry, dest.repository);
     let mut from: Vec<String> = files.origins(digest);
     from.extend(
         c.origins
@@ -118,7 +134,7 @@ async fn push_blob(
     );
     for o in from
         .iter()
-        .filter(|o| o.starts_with(&prefix) && **o != here)
+        .filter(|o| o.starts_with(&prefix) && o.as_str() != here)
     {
         let repo = &o[prefix.len()..];
         match c.mount(dest, digest, repo).await {
@@ -153,19 +169,16 @@ pub fn push(
         existing: 0,
     };
     session.block_on(async {
-        for chunk in blobs.chunks(PARALLEL) {
-            let done = try_join_all(
-                chunk
-                    .iter()
-                    .map(|(d, size)| push_blob(session, dest, files, d, *size)),
-            )
+        let done: Vec<Done> = stream::iter(&blobs)
+            .map(|(d, size)| push_blob(session, dest, files, d, *size))
+            .buffer_unordered(PARALLEL)
+            .try_collect()
             .await?;
-            for d in done {
-                match d {
-                    Done::Existing => pushed.existing += 1,
-                    Done::Mounted => pushed.mounted += 1,
-                    Done::Uploaded => pushed.uploaded += 1,
-                }
+        for d in done {
+            match d {
+                Done::Existing => pushed.existing += 1,
+                Done::Mounted => pushed.mounted += 1,
+                Done::Uploaded => pushed.uploaded += 1,
             }
         }
         let mut children = Vec::new();
@@ -200,6 +213,10 @@ impl LocalBlobs for crate::store::Store {
 
     fn origins(&self, digest: &str) -> Vec<String> {
         crate::store::Store::origins(self, digest)
+    }
+
+    fn held(&self, digest: &str, origin: &str) {
+        self.record_origin(digest, origin);
     }
 }
 
@@ -284,5 +301,9 @@ impl<B: LocalBlobs> LocalBlobs for KnownOrigins<'_, B> {
         let mut o = self.files.origins(digest);
         o.extend(self.store.origins(digest));
         o
+    }
+
+    fn held(&self, digest: &str, origin: &str) {
+        self.store.record_origin(digest, origin);
     }
 }

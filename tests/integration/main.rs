@@ -46,6 +46,7 @@ mod emubuild;
 mod fetch;
 mod harness;
 mod packaging;
+mod pull_push;
 mod registry;
 mod rootfs;
 mod rootless;

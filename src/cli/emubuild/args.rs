@@ -143,7 +143,8 @@ pub struct CommitArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
-    /// oci:DIR[:TAG] or oci-archive:FILE[:TAG] (TAG defaults to `latest`).
+    /// oci:DIR[:TAG] or oci-archive:FILE[:TAG] (TAG defaults to `latest`), or a registry:
+    /// [docker://]HOST/REPO:TAG, or HOST/REPO to push by digest only.
     #[arg(value_name = "DEST")]
     pub dest: String,
 }
@@ -151,7 +152,8 @@ pub struct CommitArgs {
 /// `inspect` arguments.
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// oci:DIR[:TAG] or oci-archive:FILE[:TAG].
+    /// oci:DIR[:TAG], oci-archive:FILE[:TAG], or a registry reference
+    /// ([docker://][HOST/]REPO[:TAG][@DIGEST]).
     #[arg(value_name = "IMAGE")]
     pub image: String,
     /// Print JSON.
@@ -210,7 +212,9 @@ pub struct FromArgs {
     /// Replace an existing working container of that name.
     #[arg(long)]
     pub replace: bool,
-    /// oci:DIR[:TAG], oci-archive:FILE[:TAG], rootfs:FILE (tar, .gz, .xz, .zst) or scratch.
+    /// A registry reference ([docker://][HOST/]REPO[:TAG][@DIGEST]; `alpine` is
+    /// docker.io/library/alpine:latest), oci:DIR[:TAG], oci-archive:FILE[:TAG],
+    /// rootfs:FILE (tar, .gz, .xz, .zst) or scratch.
     #[arg(value_name = "IMAGE")]
     pub image: String,
 }

@@ -1,0 +1,773 @@
+//! emubuild against real registries (Debian's `docker-registry`, in the three modes of
+//! `registry`): pulls with platform choice and a cache that moves no layer twice, pushes by
+//! tag and by digest, login and logout, refusals that name the fix, hostile blobs, retries
+//! and resumes, and Docker running what we pushed.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::case;
+use crate::harness::Need;
+use crate::registry::{Creds, Mode, Registry, USER};
+use crate::util::*;
+
+/// A pull into a working container: root (the store), the registry and skopeo (which
+/// pushes the fixtures), and the fixtures.
+const PULL: &[Need] = &[
+    Need::Root,
+    Need::Tool("docker-registry"),
+    Need::Tool("skopeo"),
+    Need::Images,
+];
+/// [`PULL`] over HTTPS with the test CA, and htpasswd.
+const PULL_TLS: &[Need] = &[
+    Need::Root,
+    Need::Tool("docker-registry"),
+    Need::Tool("skopeo"),
+    Need::Images,
+    Need::Tool("openssl"),
+    Need::Tool("htpasswd"),
+];
+/// [`PULL`], the sandbox (handlers for arm64, arm and s390x) and Docker, the judge.
+const BUILD_AND_RUN: &[Need] = &[
+    Need::Root,
+    Need::Tool("docker-registry"),
+    Need::Tool("skopeo"),
+    Need::Images,
+    Need::HostBinfmt,
+    Need::Emulator("aarch64"),
+    Need::Emulator("arm"),
+    Need::Emulator("s390x"),
+    Need::Docker,
+];
+
+const BASE: &str = "emukit/base";
+
+/// emubuild with a store of its own and no credentials from the host: the auth files it
+/// would read (`$REGISTRY_AUTH_FILE`, `$XDG_RUNTIME_DIR/containers/auth.json`,
+/// `$DOCKER_CONFIG/config.json`) all live in `home`.
+struct Client {
+    store: tempfile::TempDir,
+    home: tempfile::TempDir,
+    global: Vec<String>,
+}
+
+impl Client {
+    /// A client for `reg`: trusting its CA (`--cert-dir`) when it serves TLS.
+    fn new(reg: &Registry) -> Client {
+        let mut c = Client::untrusting();
+        if reg.mode().tls() {
+            c.global
+                .push(format!("--cert-dir={}", reg.cert_dir().display()));
+        }
+        c
+    }
+
+    /// A client that trusts no test CA.
+    fn untrusting() -> Client {
+        let home = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(home.path().join("run")).unwrap();
+        Client {
+            store: tempfile::tempdir().unwrap(),
+            home,
+            global: Vec::new(),
+        }
+    }
+
+    fn authfile(&self) -> PathBuf {
+        self.home.path().join("auth.json")
+    }
+
+    fn run_with(&self, args: &[&str], stdin: Option<&[u8]>, env: &[(&str, &str)]) -> Run {
+        let mut all: Vec<&str> = self.global.iter().map(String::as_str).collect();
+        all.extend(args);
+        let authfile = self.authfile();
+        let run = self.home.path().join("run");
+        let docker = self.home.path().join("docker");
+        let mut e = vec![
+            ("REGISTRY_AUTH_FILE", authfile.to_str().unwrap()),
+            ("XDG_RUNTIME_DIR", run.to_str().unwrap()),
+            ("DOCKER_CONFIG", docker.to_str().unwrap()),
+        ];
+        e.extend(env);
+        emubuild_with(self.store.path(), &all, stdin, &e)
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        self.run_with(args, None, &[])
+    }
+
+    /// Files anywhere in the store named `name` (a blob's or a layer's hex), but for the
+    /// records of where blobs came from.
+    fn stored(&self, name: &str) -> Vec<PathBuf> {
+        fn walk(dir: &Path, name: &str, found: &mut Vec<PathBuf>) {
+            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let p = e.path();
+                if e.file_name() == "origins" {
+                    continue;
+                }
+                if e.file_name() == name {
+                    found.push(p.clone());
+                }
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    walk(&p, name, found);
+                }
+            }
+        }
+        let mut found = Vec::new();
+        walk(self.store.path(), name, &mut found);
+        found
+    }
+
+    /// The working containers and their platforms (`ls --json`).
+    fn containers(&self) -> Vec<(String, Vec<String>)> {
+        let v = self.run(&["ls", "--json"]).success().json();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                let platforms = c["platforms"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|p| p.as_str().unwrap().to_string())
+                    .collect();
+                (c["name"].as_str().unwrap().to_string(), platforms)
+            })
+            .collect()
+    }
+}
+
+fn hex(digest: &str) -> &str {
+    digest.strip_prefix("sha256:").unwrap()
+}
+
+/// A pull fetches the blobs of the chosen platforms only, with either spelling of a
+/// reference; platforms chosen by variant fallback; a second pull (and a pull of the same
+/// image from another repository) fetches no blob and reads only the root's digest; a
+/// single-platform image for another platform and a missing tag are refused by name.
+fn pull_chooses_platforms_and_never_moves_a_blob_twice() {
+    let reg = Registry::start(Mode::Plain);
+    let base = reg.push_multi(&format!("{BASE}:multi"));
+    let arm64 = base.image("linux/arm64");
+    let s390x = base.image("linux/s390x");
+    let c = Client::new(&reg);
+    let image = reg.reference(&format!("{BASE}:multi"));
+
+    let r = c
+        .run(&["from", "--name", "a", "--platform", "linux/arm64", &image])
+        .success();
+    assert_eq!(r.stdout.trim(), "a");
+    let gets = |d: &str| reg.count("GET", &format!("/v2/{BASE}/blobs/{d}"));
+    assert_eq!(gets(&arm64.config), 1, "{:#?}", reg.requests());
+    for l in &arm64.layers {
+        assert_eq!(gets(l), 1, "layer {l}");
+        assert_eq!(c.stored(hex(l)).len(), 1, "layer blob {l} stored once");
+    }
+    assert_eq!(
+        reg.blob_gets(BASE),
+        1 + arm64.layers.len(),
+        "only arm64's blobs"
+    );
+    assert_eq!(gets(&s390x.config), 0);
+
+    // docker:// too; arm64/v8 matches the index's arm64/v8, and only s390x is new.
+    let before = reg.blob_gets(BASE);
+    c.run(&[
+        "from",
+        "--name",
+        "b",
+        "--platform",
+        "linux/arm64/v8,linux/s390x",
+        &format!("docker://{image}"),
+    ])
+    .success();
+    assert_eq!(
+        reg.blob_gets(BASE) - before,
+        1 + s390x.layers.len(),
+        "only s390x's blobs were new: {:#?}",
+        reg.requests()
+    );
+    let containers = c.containers();
+    assert_eq!(
+        containers[0],
+        ("a".to_string(), vec!["linux/arm64".to_string()])
+    );
+    assert_eq!(containers[1].0, "b");
+    assert_eq!(containers[1].1.len(), 2, "{containers:?}");
+
+    // The same pull again: no blob, no manifest body; one HEAD for the tag's digest.
+    let blobs = reg.blob_gets(BASE);
+    let manifest_gets = reg.count("GET", &format!("/v2/{BASE}/manifests/"));
+    let heads = reg.count("HEAD", &format!("/v2/{BASE}/manifests/multi"));
+    c.run(&[
+        "from",
+        "--name",
+        "c",
+        "--platform",
+        "linux/arm64,linux/s390x",
+        &image,
+    ])
+    .success();
+    assert_eq!(reg.blob_gets(BASE), blobs, "a cached pull fetched a blob");
+    assert_eq!(
+        reg.count("GET", &format!("/v2/{BASE}/manifests/")),
+        manifest_gets,
+        "a cached pull fetched a manifest body: {:#?}",
+        reg.requests()
+    );
+    assert_eq!(
+        reg.count("HEAD", &format!("/v2/{BASE}/manifests/multi")),
+        heads + 1
+    );
+
+    // The same image in another repository (skopeo copies it, digests kept): its manifests
+    // are read (the digest is new to this repository's name) but no blob moves.
+    reg.push_multi("emukit/copy:v1");
+    c.run(&[
+        "from",
+        "--name",
+        "d",
+        "--platform",
+        "linux/arm64",
+        &reg.reference("emukit/copy:v1"),
+    ])
+    .success();
+    assert_eq!(reg.blob_gets("emukit/copy"), 0, "{:#?}", reg.requests());
+
+    // A single-platform image: the other platform is refused with both named.
+    reg.push("oci-buildah:arm64", "emukit/single:v1");
+    let r = c
+        .run(&[
+            "from",
+            "--name",
+            "e",
+            "--platform",
+            "linux/s390x",
+            &reg.reference("emukit/single:v1"),
+        ])
+        .code_is(1);
+    assert!(
+        r.stderr.contains("linux/arm64") && r.stderr.contains("linux/s390x"),
+        "{}",
+        r.stderr
+    );
+    // Without --platform, a single image brings its own.
+    c.run(&["from", "--name", "f", &reg.reference("emukit/single:v1")])
+        .success();
+
+    // A missing tag and a missing repository are named.
+    let r = c
+        .run(&[
+            "from",
+            "--name",
+            "g",
+            &reg.reference(&format!("{BASE}:nope")),
+        ])
+        .code_is(1);
+    assert!(r.stderr.contains(&format!("{BASE}:nope")), "{}", r.stderr);
+    let r = c
+        .run(&["from", "--name", "g", &reg.reference("emukit/nothing:v1")])
+        .code_is(1);
+    assert!(r.stderr.contains("emukit/nothing"), "{}", r.stderr);
+    assert!(!c.containers().iter().any(|(n, _)| n == "e" || n == "g"));
+
+    // inspect reads the registry too.
+    let v = c.run(&["inspect", "--json", &image]).success().json();
+    assert_eq!(
+        v[0]["descriptor"]["digest"].as_str(),
+        Some(base.digest.as_str()),
+        "{v}"
+    );
+    assert_eq!(v[0]["images"].as_array().map(Vec::len), Some(3), "{v}");
+}
+case! { pull_chooses_platforms_and_never_moves_a_blob_twice, needs = PULL }
+
+/// A registry that serves other bytes under a blob's digest (a layer, a config) or a
+/// manifest's: refused with the digest named, nothing stored, no container made.
+fn a_blob_with_the_wrong_digest_is_refused_and_nothing_is_stored() {
+    let reg = Registry::start(Mode::Plain);
+    let base = reg.push_multi(&format!("{BASE}:multi"));
+    let image = reg.reference(&format!("{BASE}:multi"));
+    let c = Client::new(&reg);
+    let arm64 = base.image("linux/arm64");
+    let layer = arm64.layers[0].clone();
+    reg.corrupt_blob(&layer);
+    let r = c
+        .run(&["from", "--platform", "linux/arm64", &image])
+        .code_is(1);
+    assert!(r.stderr.contains(&layer), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("digest") || r.stderr.contains("hashes"),
+        "{}",
+        r.stderr
+    );
+    assert!(c.stored(hex(&layer)).is_empty(), "the bad layer was kept");
+    assert!(c.containers().is_empty());
+
+    let s390x = base.image("linux/s390x");
+    reg.corrupt_blob(&s390x.config);
+    let r = c
+        .run(&["from", "--platform", "linux/s390x", &image])
+        .code_is(1);
+    assert!(r.stderr.contains(&s390x.config), "{}", r.stderr);
+    assert!(c.stored(hex(&s390x.config)).is_empty());
+
+    let armv7 = base.image("linux/arm/v7");
+    reg.corrupt_blob(&armv7.manifest);
+    let r = c
+        .run(&["from", "--platform", "linux/arm/v7", &image])
+        .code_is(1);
+    assert!(r.stderr.contains(&armv7.manifest), "{}", r.stderr);
+    assert!(c.stored(hex(&armv7.manifest)).is_empty());
+    assert!(c.containers().is_empty());
+}
+case! { a_blob_with_the_wrong_digest_is_refused_and_nothing_is_stored, needs = PULL }
+
+/// `push` of a layout and of an archive: by tag (the exact bytes, the tag written after
+/// every child manifest, the digest in `--digestfile`), again (nothing uploaded), and by
+/// digest (no tag; blobs mounted from the repository that holds them).
+fn push_by_tag_and_by_digest() {
+    let reg = Registry::start(Mode::Plain);
+    let c = Client::new(&reg);
+    let layout = image("oci-umoci").unwrap();
+    let src = format!("oci:{}:multi", layout.display());
+    let digestfile = c.home.path().join("digest");
+    let r = c
+        .run(&[
+            "push",
+            "--json",
+            "--digestfile",
+            digestfile.to_str().unwrap(),
+            &src,
+            &reg.reference("emukit/pushed:v1"),
+        ])
+        .success();
+    let v = r.json();
+    let digest = v["digest"].as_str().unwrap().to_string();
+    assert_eq!(std::fs::read_to_string(&digestfile).unwrap().trim(), digest);
+    assert_eq!(v["uploaded"], 6, "{v}");
+    // The bytes of the layout, as they were.
+    let stored = std::fs::read_to_string(layout.join("blobs/sha256").join(hex(&digest))).unwrap();
+    let raw = reg
+        .skopeo_inspect_raw("emukit/pushed:v1", Creds::Anonymous)
+        .success();
+    assert_eq!(raw.stdout.trim_end(), stored.trim_end());
+    // The tag last: every child manifest was PUT by digest before it.
+    let puts: Vec<String> = reg
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "PUT" && r.uri.contains("/manifests/"))
+        .map(|r| r.uri)
+        .collect();
+    assert_eq!(puts.len(), 4, "{puts:?}");
+    assert!(puts[3].ends_with("/manifests/v1"), "{puts:?}");
+    assert!(puts[..3].iter().all(|u| u.contains("/manifests/sha256:")));
+    // skopeo reads every platform.
+    let out = tempfile::tempdir().unwrap();
+    reg.skopeo_pull(
+        "emukit/pushed:v1",
+        &format!("oci:{}:v1", out.path().join("l").display()),
+        Creds::Anonymous,
+    )
+    .success();
+
+    // Again: every blob is there, nothing is uploaded.
+    let uploads = reg.count("PUT", "/blobs/uploads/");
+    let v = c
+        .run(&["push", "--json", &src, &reg.reference("emukit/pushed:v1")])
+        .success()
+        .json();
+    assert_eq!(
+        (v["uploaded"].as_u64(), v["existing"].as_u64()),
+        (Some(0), Some(6)),
+        "{v}"
+    );
+    assert_eq!(reg.count("PUT", "/blobs/uploads/"), uploads);
+
+    // By digest to another repository: no tag, every blob mounted from emukit/pushed.
+    let r = c
+        .run(&["push", "--json", &src, &reg.reference("emukit/bydigest")])
+        .success();
+    let v = r.json();
+    assert_eq!(v["digest"].as_str(), Some(digest.as_str()));
+    assert_eq!(v["mounted"], 6, "{v}: {:#?}", reg.requests());
+    assert_eq!(reg.count("PUT", "/blobs/uploads/"), uploads);
+    let tags = reg
+        .client()
+        .get(reg.url("/v2/emukit/bydigest/tags/list"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let tags: Value = serde_json::from_str(&tags).unwrap_or(Value::Null);
+    assert!(
+        tags["tags"].as_array().is_none_or(|t| t.is_empty()),
+        "pushed by digest, yet tagged: {tags}"
+    );
+    reg.skopeo_inspect_raw(&format!("emukit/bydigest@{digest}"), Creds::Anonymous)
+        .success();
+
+    // An archive.
+    let archive = image("oci-archive-arm64.tar").unwrap();
+    c.run(&[
+        "push",
+        &format!("oci-archive:{}", archive.display()),
+        &reg.reference("emukit/archived:v1"),
+    ])
+    .success();
+    reg.skopeo_inspect_raw("emukit/archived:v1", Creds::Anonymous)
+        .success();
+
+    // A destination that is not a registry, and a tag the layout lacks.
+    let r = c
+        .run(&[
+            "push",
+            &src,
+            &format!("oci:{}", out.path().join("x").display()),
+        ])
+        .code_is(2);
+    assert!(r.stderr.contains("registry"), "{}", r.stderr);
+    let r = c
+        .run(&[
+            "push",
+            &format!("oci:{}:nope", layout.display()),
+            &reg.reference("emukit/pushed:v2"),
+        ])
+        .code_is(2);
+    assert!(r.stderr.contains("nope"), "{}", r.stderr);
+}
+case! { push_by_tag_and_by_digest, needs = PULL }
+
+/// HTTPS with the test CA and htpasswd: a client that does not trust the CA is told about
+/// `--cert-dir` (and trusts `/etc/containers/certs.d/HOST:PORT/`); no credentials and a
+/// wrong password are told to log in; `login` checks before it saves (0600), a wrong
+/// password exits 1 and saves nothing; `logout` removes them.
+fn tls_basic_login_logout_and_refusals() {
+    let reg = Registry::start(Mode::TlsBasic);
+    reg.push_multi(&format!("{BASE}:multi"));
+    let image = reg.reference(&format!("{BASE}:multi"));
+    let host = reg.host();
+    let pw = reg.password().unwrap().to_string();
+    let creds = format!("{USER}:{pw}");
+
+    // An unknown CA.
+    let stranger = Client::untrusting();
+    let r = stranger
+        .run(&[
+            "--creds",
+            &creds,
+            "from",
+            "--platform",
+            "linux/s390x",
+            &image,
+        ])
+        .code_is(1);
+    assert!(r.stderr.contains("--cert-dir"), "{}", r.stderr);
+    assert!(r.stderr.contains("certificate"), "{}", r.stderr);
+    // ... which certs.d can vouch for.
+    let certs_d = PathBuf::from("/etc/containers/certs.d").join(&host);
+    let _cleanup = RemoveOnDrop(certs_d.clone());
+    std::fs::create_dir_all(&certs_d).unwrap();
+    std::fs::copy(reg.ca_cert().unwrap(), certs_d.join("ca.crt")).unwrap();
+    stranger
+        .run(&[
+            "--creds",
+            &creds,
+            "from",
+            "--platform",
+            "linux/s390x",
+            &image,
+        ])
+        .success();
+    drop(_cleanup);
+
+    let c = Client::new(&reg);
+    // No credentials, a wrong password.
+    let r = c
+        .run(&["from", "--platform", "linux/s390x", &image])
+        .code_is(1);
+    assert!(
+        r.stderr.contains(&format!("emubuild login {host}")),
+        "{}",
+        r.stderr
+    );
+    let r = c
+        .run(&[
+            "--creds",
+            &format!("{USER}:wrong"),
+            "from",
+            "--platform",
+            "linux/s390x",
+            &image,
+        ])
+        .code_is(1);
+    assert!(r.stderr.contains("emubuild login"), "{}", r.stderr);
+
+    // login with a wrong password: exit 1, nothing saved.
+    let r = c
+        .run_with(
+            &["login", "-u", USER, "--password-stdin", &host],
+            Some(b"wrong\n"),
+            &[],
+        )
+        .code_is(1);
+    assert!(!c.authfile().exists(), "{}", r.stderr);
+    // The right one: saved, 0600, and used.
+    c.run_with(
+        &["login", "-u", USER, "--password-stdin", &host],
+        Some(format!("{pw}\n").as_bytes()),
+        &[],
+    )
+    .success();
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(c.authfile())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let auth: Value = serde_json::from_slice(&std::fs::read(c.authfile()).unwrap()).unwrap();
+    use base64::Engine;
+    let expected = base64::engine::general_purpose::STANDARD.encode(&creds);
+    assert_eq!(
+        auth["auths"][&host]["auth"].as_str(),
+        Some(expected.as_str())
+    );
+    // skopeo reads what we wrote.
+    let r = skopeo_with_authfile(&reg, &c.authfile(), &format!("{BASE}:multi"));
+    r.success();
+    c.run(&["from", "--platform", "linux/s390x", &image])
+        .success();
+    // logout: gone; a second logout says there is nothing to remove.
+    c.run(&["logout", &host]).success();
+    let auth: Value = serde_json::from_slice(&std::fs::read(c.authfile()).unwrap()).unwrap();
+    assert!(auth["auths"].get(&host).is_none(), "{auth}");
+    c.run(&["logout", &host]).code_is(1);
+    let r = c
+        .run(&["from", "--replace", "--platform", "linux/s390x", &image])
+        .code_is(1);
+    assert!(r.stderr.contains("emubuild login"), "{}", r.stderr);
+
+    // Docker's config.json, as `docker login` writes it, is read too.
+    let docker = c.home.path().join("docker");
+    std::fs::create_dir_all(&docker).unwrap();
+    std::fs::write(
+        docker.join("config.json"),
+        serde_json::json!({"auths": {&host: {"auth": expected}}}).to_string(),
+    )
+    .unwrap();
+    c.run(&["from", "--replace", "--platform", "linux/s390x", &image])
+        .success();
+}
+case! { tls_basic_login_logout_and_refusals, needs = PULL_TLS }
+
+fn skopeo_with_authfile(reg: &Registry, authfile: &Path, path: &str) -> Run {
+    crate::registry::skopeo(&[
+        "inspect".to_string(),
+        "--raw".into(),
+        format!("--cert-dir={}", reg.cert_dir().display()),
+        format!("--authfile={}", authfile.display()),
+        format!("docker://{}", reg.reference(path)),
+    ])
+}
+
+/// Removes a directory when dropped (a test's files outside its temporary directories).
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Bearer tokens as Docker Hub hands them out: an anonymous pull gets a pull token; a push
+/// without credentials is refused with the login hint; with them, a commit of a pulled
+/// base asks one token for push to its repository and pull from the base's, and mounts
+/// the base's layers instead of uploading them.
+fn tls_token_pull_anonymously_push_with_mounts() {
+    let reg = Registry::start(Mode::TlsToken);
+    let base = reg.push_multi(&format!("{BASE}:multi"));
+    let image = reg.reference(&format!("{BASE}:multi"));
+    let host = reg.host();
+    let pw = reg.password().unwrap().to_string();
+    let c = Client::new(&reg);
+    c.run(&["from", "--platform", "linux/arm64,linux/s390x", &image])
+        .success();
+    let tokens = reg.token_server().unwrap().requests();
+    assert!(
+        tokens.iter().any(|t| t.account.is_none()
+            && t.status == 200
+            && t.scopes == [format!("repository:{BASE}:pull")]),
+        "{tokens:#?}"
+    );
+    // One token for the whole pull (cached until it expires).
+    let asked = tokens.len();
+    assert!(asked <= 2, "{tokens:#?}");
+
+    // Push without credentials: refused, the login named.
+    let dest = reg.reference("emukit/mine:v1");
+    let r = c.run(&["commit", &dest]).code_is(1);
+    assert!(
+        r.stderr.contains(&format!("emubuild login {host}")),
+        "{}",
+        r.stderr
+    );
+    // With them: the layers are mounted from emukit/base.
+    let r = c
+        .run(&[
+            "--creds",
+            &format!("{USER}:{pw}"),
+            "commit",
+            "--json",
+            &dest,
+        ])
+        .success();
+    let v = r.json();
+    let tokens = reg.token_server().unwrap().requests();
+    assert!(
+        tokens.iter().any(|t| t.account.as_deref() == Some(USER)
+            && t.scopes
+                .contains(&"repository:emukit/mine:pull,push".to_string())
+            && t.scopes.contains(&format!("repository:{BASE}:pull"))),
+        "{tokens:#?}"
+    );
+    let mounts: Vec<_> = reg
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.uri.contains("mount=") && r.status == 201)
+        .collect();
+    let layers = base.image("linux/arm64").layers.len() + base.image("linux/s390x").layers.len();
+    assert_eq!(mounts.len(), layers, "{mounts:#?}\n{v}");
+    let raw = reg
+        .skopeo_inspect_raw("emukit/mine:v1", Creds::User)
+        .success();
+    let index: Value = serde_json::from_str(&raw.stdout).unwrap();
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 2, "{index}");
+    assert_eq!(
+        v["index"].as_str().map(|d| d.to_string()),
+        Some(format!("sha256:{}", sha256_hex(raw.stdout.as_bytes()))),
+        "the tag names what commit printed"
+    );
+    // A wrong password gets no token.
+    let r = c
+        .run(&["--creds", &format!("{USER}:wrong"), "commit", &dest])
+        .code_is(1);
+    assert!(r.stderr.contains("emubuild login"), "{}", r.stderr);
+}
+case! { tls_token_pull_anonymously_push_with_mounts, needs = PULL + [Tool("openssl")] }
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    ::hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// The whole loop on a plain registry: `run` with no working container starts from
+/// `$EMUBUILD_BASE` (and says so), steps run for two platforms, `commit REF` pushes both
+/// and the index, and Docker pulls and runs the arm64 image through the host's handlers;
+/// `commit REPO` pushes by digest only.
+fn default_base_build_push_and_docker_runs_it() {
+    let _emu = Emulation::ensure(&["aarch64", "arm", "s390x"]);
+    let reg = Registry::start(Mode::Plain);
+    reg.push_multi(&format!("{BASE}:multi"));
+    let base = reg.reference(&format!("{BASE}:multi"));
+    let c = Client::new(&reg);
+    let r = c
+        .run_with(
+            &[
+                "run",
+                "--platform",
+                "linux/arm64,linux/arm/v7",
+                "--",
+                "sh",
+                "-c",
+                "echo built-$(uname -m) > /built; uname -m",
+            ],
+            None,
+            &[("EMUBUILD_BASE", &base)],
+        )
+        .success();
+    assert!(
+        r.stderr.contains(&base),
+        "the base chosen is said: {}",
+        r.stderr
+    );
+    assert!(
+        r.stdout.contains("aarch64") && r.stdout.contains("armv7l"),
+        "{}",
+        r.stdout
+    );
+
+    let dest = reg.reference("emukit/built:v1");
+    let index = c
+        .run(&["commit", "--cmd", "cat /built", &dest])
+        .success()
+        .stdout
+        .trim()
+        .to_string();
+    let raw = reg
+        .skopeo_inspect_raw("emukit/built:v1", Creds::Anonymous)
+        .success();
+    assert_eq!(
+        format!("sha256:{}", sha256_hex(raw.stdout.as_bytes())),
+        index
+    );
+    let v: Value = serde_json::from_str(&raw.stdout).unwrap();
+    let platforms: Vec<String> = v["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let p = &m["platform"];
+            let mut s = format!(
+                "{}/{}",
+                p["os"].as_str().unwrap(),
+                p["architecture"].as_str().unwrap()
+            );
+            if let Some(v) = p["variant"].as_str() {
+                s = format!("{s}/{v}");
+            }
+            s
+        })
+        .collect();
+    assert!(
+        platforms.iter().any(|p| p.starts_with("linux/arm64")),
+        "{platforms:?}"
+    );
+    assert!(
+        platforms.contains(&"linux/arm/v7".to_string()),
+        "{platforms:?}"
+    );
+
+    // Docker: manifest inspect, pull and run the arm64 image.
+    let m = tool("docker", &["manifest", "inspect", "--insecure", &dest]).success();
+    assert!(m.stdout.contains("arm64"), "{}", m.stdout);
+    tool("docker", &["pull", "--platform", "linux/arm64", &dest]).success();
+    let out = tool(
+        "docker",
+        &["run", "--rm", "--platform", "linux/arm64", &dest],
+    );
+    let _ = tool("docker", &["rmi", "-f", &dest]);
+    assert_eq!(out.success().stdout.trim(), "built-aarch64");
+
+    // By digest: no tag.
+    let digest = c
+        .run(&["commit", &reg.reference("emukit/untagged")])
+        .success()
+        .stdout
+        .trim()
+        .to_string();
+    reg.skopeo_inspect_raw(&format!("emukit/untagged@{digest}"), Creds::Anonymous)
+        .success();
+    assert_eq!(reg.count("PUT", "/v2/emukit/untagged/manifests/sha256:"), 3);
+    assert_eq!(
+        reg.requests()
+            .iter()
+            .filter(|r| r.method == "PUT"
+                && r.uri.starts_with("/v2/emukit/untagged/manifests/")
+                && !r.uri.contains("sha256:"))
+            .count(),
+        0
+    );
+}
+case! { default_base_build_push_and_docker_runs_it, needs = BUILD_AND_RUN, serial = HostBinfmt }
