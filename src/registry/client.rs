@@ -127,16 +127,37 @@ fn rustls_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rust
 }
 
 /// The TLS failure behind a request error, if it is one: Some(true) when the certificate was
-/// refused, Some(false) when the peer did not speak TLS.
+/// refused, Some(false) when the peer did not speak TLS (it answered with something else, or
+/// closed the connection on the handshake, as plain-HTTP servers do).
 fn tls_failure(e: &reqwest::Error) -> Option<bool> {
-    rustls_error(e).map(|r| {
-        matches!(
+    if let Some(r) = rustls_error(e) {
+        return Some(matches!(
             r,
             rustls::Error::InvalidCertificate(_)
                 | rustls::Error::NoCertificatesPresented
                 | rustls::Error::UnsupportedNameType
-        )
-    })
+        ));
+    }
+    // io::Error's `source()` skips the error it wraps; `get_ref()` reaches it.
+    fn hung_up(e: &(dyn std::error::Error + 'static)) -> bool {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::UnexpectedEof
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+            ) {
+                return true;
+            }
+            if let Some(inner) = io.get_ref()
+                && hung_up(inner)
+            {
+                return true;
+            }
+        }
+        e.source().is_some_and(hung_up)
+    }
+    (e.is_connect() && hung_up(e)).then_some(false)
 }
 
 impl Client {
@@ -210,8 +231,12 @@ impl Client {
         let creds = self.opts.creds.lookup(registry)?;
         let https = format!("https://{host}");
         let probe = http.get(format!("{https}/v2/")).send().await;
+        let mut ping = None;
         let base = match probe {
-            Ok(_) => https,
+            Ok(resp) => {
+                ping = Some(resp);
+                https
+            }
             Err(e) => match tls_failure(&e) {
                 Some(true) => {
                     return Err(RegistryError::Certificate {
@@ -239,12 +264,28 @@ impl Client {
                 }
             },
         };
-        tracing::info!(registry, %base, credentials = creds.is_some(), "connected");
+        if ping.is_none() {
+            ping = http.get(format!("{base}/v2/")).send().await.ok();
+        }
+        // The ping's challenge says how to authenticate from the first request on (Basic
+        // credentials sent at once, a token fetched before the request that needs it).
+        let challenge = ping
+            .filter(|r| r.status() == StatusCode::UNAUTHORIZED)
+            .and_then(|r| {
+                let v = r
+                    .headers()
+                    .get(WWW_AUTHENTICATE)?
+                    .to_str()
+                    .ok()?
+                    .to_string();
+                parse_challenge(&v).ok()
+            });
+        tracing::info!(registry, %base, credentials = creds.is_some(), ?challenge, "connected");
         Ok(Host {
             http,
             base,
             creds,
-            challenge: None,
+            challenge,
             tokens: HashMap::new(),
         })
     }
@@ -258,6 +299,10 @@ impl Client {
         }
         let h = &hosts[registry];
         Ok((h.http.clone(), h.base.clone()))
+    }
+
+    async fn challenge(&self, registry: &str) -> Option<Challenge> {
+        self.hosts.lock().await.get(registry)?.challenge.clone()
     }
 
     async fn auth_header(&self, registry: &str, scopes: &[String]) -> Option<String> {
@@ -384,14 +429,23 @@ impl Client {
         loop {
             attempt += 1;
             let mut req = make(&http, &base);
-            if let Some(h) = self.auth_header(registry, scopes).await {
+            let mut header = self.auth_header(registry, scopes).await;
+            if header.is_none()
+                && attempt == 1
+                && let Some(challenge @ Challenge::Bearer { .. }) = self.challenge(registry).await
+            {
+                // A token for these scopes before the request, rather than after its 401.
+                self.authenticate(registry, scopes, challenge).await?;
+                header = self.auth_header(registry, scopes).await;
+            }
+            if let Some(h) = header {
                 req = req.header(AUTHORIZATION, h);
             }
             let resp = match req.send().await {
                 Ok(r) => r,
                 Err(e) if attempt < ATTEMPTS && !e.is_builder() => {
                     tracing::debug!(error = %chain(&e), attempt, "network error; retrying");
-                    backoff(attempt, None).await;
+                    tokio::time::sleep(backoff_for(attempt)).await;
                     continue;
                 }
                 Err(e) => {
@@ -420,12 +474,16 @@ impl Client {
             if (status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS)
                 && attempt < ATTEMPTS
             {
-                let wait = retry_after(resp.headers());
+                let wait = retry_after(resp.headers()).unwrap_or_else(|| backoff_for(attempt));
                 if status == StatusCode::TOO_MANY_REQUESTS {
-                    rate_limit_note(registry, resp.headers());
+                    tracing::warn!(
+                        "{registry}: the rate limit is reached ({}); trying again in {} s",
+                        rate_figures(resp.headers()),
+                        wait.as_secs_f32().ceil()
+                    );
                 }
                 tracing::debug!(%status, attempt, ?wait, "retrying");
-                backoff(attempt, wait).await;
+                tokio::time::sleep(wait).await;
                 continue;
             }
             if status == StatusCode::TOO_MANY_REQUESTS {
@@ -497,22 +555,35 @@ fn retry_after(h: &HeaderMap) -> Option<Duration> {
     ))
 }
 
-async fn backoff(attempt: u32, wait: Option<Duration>) {
-    let base = Duration::from_millis(250 * 2u64.pow(attempt.min(6)));
-    tokio::time::sleep(wait.unwrap_or(base)).await;
+/// How long to wait before attempt `attempt + 1` when the server did not say.
+fn backoff_for(attempt: u32) -> Duration {
+    Duration::from_millis(250 * 2u64.pow(attempt.min(6)))
 }
 
-/// Docker Hub's `ratelimit-limit` and `ratelimit-remaining`, as `remaining/limit per window`.
+/// Docker Hub's `ratelimit-limit` and `ratelimit-remaining` (`100;w=21600`: 100 pulls per
+/// 21600 s), as `0 of 100 pulls left per 6 h`.
 fn rate_figures(h: &HeaderMap) -> String {
     let get = |k: &str| h.get(k).and_then(|v| v.to_str().ok()).map(str::to_string);
-    match (get("ratelimit-remaining"), get("ratelimit-limit")) {
-        (Some(r), Some(l)) => format!("{r} of {l} pulls left"),
-        _ => "no figures given".into(),
-    }
-}
-
-fn rate_limit_note(registry: &str, h: &HeaderMap) {
-    tracing::warn!(registry, figures = %rate_figures(h), "rate limited; waiting");
+    let (Some(remaining), Some(limit)) = (get("ratelimit-remaining"), get("ratelimit-limit"))
+    else {
+        return "no figures given".into();
+    };
+    let count = |v: &str| v.split(';').next().unwrap_or(v).trim().to_string();
+    let window = limit
+        .split(';')
+        .find_map(|p| p.trim().strip_prefix("w="))
+        .and_then(|w| w.parse::<u64>().ok())
+        .map(|secs| match secs {
+            s if s % 3600 == 0 => format!(" per {} h", s / 3600),
+            s if s % 60 == 0 => format!(" per {} min", s / 60),
+            s => format!(" per {s} s"),
+        })
+        .unwrap_or_default();
+    format!(
+        "{} of {} pulls left{window}",
+        count(&remaining),
+        count(&limit)
+    )
 }
 
 #[cfg(test)]
@@ -546,6 +617,11 @@ mod tests {
         assert_eq!(retry_after(&h), Some(Duration::from_secs(60)));
         h.insert("ratelimit-limit", "100;w=21600".parse().unwrap());
         h.insert("ratelimit-remaining", "0;w=21600".parse().unwrap());
-        assert_eq!(rate_figures(&h), "0;w=21600 of 100;w=21600 pulls left");
+        assert_eq!(rate_figures(&h), "0 of 100 pulls left per 6 h");
+        h.insert("ratelimit-limit", "5000".parse().unwrap());
+        h.insert("ratelimit-remaining", "12".parse().unwrap());
+        assert_eq!(rate_figures(&h), "12 of 5000 pulls left");
+        h.remove("ratelimit-limit");
+        assert_eq!(rate_figures(&h), "no figures given");
     }
 }

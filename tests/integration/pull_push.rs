@@ -771,3 +771,381 @@ fn default_base_build_push_and_docker_runs_it() {
     );
 }
 case! { default_base_build_push_and_docker_runs_it, needs = BUILD_AND_RUN, serial = HostBinfmt }
+
+// ---------------------------------------------------------------------------------------
+// A registry in front of the real one that misbehaves as real ones do: rate limits, 5xx,
+// transfers broken off halfway, Basic auth of its own, and blobs redirected to a "CDN" on
+// another host (127.0.0.2).
+
+/// What the proxy does to requests.
+#[derive(Clone, Default)]
+struct Faults {
+    /// The first manifest request gets 429 with `Retry-After: 1` and Docker Hub's figures.
+    rate_limit_once: bool,
+    /// Every manifest request does (with `Retry-After: 0`).
+    rate_limit_always: bool,
+    /// The first request whose path contains this gets 503.
+    fail_once: Option<String>,
+    /// The first GET of this blob is broken off after half its body.
+    cut_once: Option<String>,
+    /// Basic credentials the proxy demands (a 401 with a Basic challenge without them).
+    basic: Option<(String, String)>,
+    /// Blob GETs are answered with a redirect to the other host.
+    redirect_blobs: bool,
+}
+
+/// One request the proxy saw.
+#[derive(Debug, Clone)]
+struct Seen {
+    /// On the CDN face (127.0.0.2)?
+    cdn: bool,
+    method: String,
+    path: String,
+    range: Option<String>,
+    authorization: bool,
+}
+
+struct Proxy {
+    registry: std::net::SocketAddr,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<Seen>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    faces: Vec<std::net::SocketAddr>,
+}
+
+impl Proxy {
+    fn start(upstream: String, faults: Faults) -> Proxy {
+        use std::sync::atomic::Ordering;
+        use std::sync::{Arc, Mutex};
+        let front = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let cdn = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
+        let cdn_addr = cdn.local_addr().unwrap();
+        let p = Proxy {
+            registry: front.local_addr().unwrap(),
+            seen: Arc::default(),
+            stop: Arc::default(),
+            faces: vec![front.local_addr().unwrap(), cdn_addr],
+        };
+        let once = Arc::new(Mutex::new((false, false, false)));
+        for (listener, is_cdn) in [(front, false), (cdn, true)] {
+            let (seen, stop, once) = (p.seen.clone(), p.stop.clone(), once.clone());
+            let (upstream, faults) = (upstream.clone(), faults.clone());
+            std::thread::spawn(move || {
+                let client = reqwest::blocking::Client::builder()
+                    .no_proxy()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .build()
+                    .unwrap();
+                for conn in listener.incoming() {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok(conn) = conn else { continue };
+                    let ctx = (
+                        client.clone(),
+                        upstream.clone(),
+                        faults.clone(),
+                        seen.clone(),
+                        once.clone(),
+                    );
+                    std::thread::spawn(move || {
+                        let (client, upstream, faults, seen, once) = ctx;
+                        let _ = proxy_one(
+                            conn, is_cdn, cdn_addr, &client, &upstream, &faults, &seen, &once,
+                        );
+                    });
+                }
+            });
+        }
+        p
+    }
+
+    fn host(&self) -> String {
+        self.registry.to_string()
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        for a in &self.faces {
+            let _ = std::net::TcpStream::connect(a);
+        }
+    }
+}
+
+/// Answers one request (then closes the connection).
+#[allow(clippy::too_many_arguments)]
+fn proxy_one(
+    mut conn: std::net::TcpStream,
+    is_cdn: bool,
+    cdn: std::net::SocketAddr,
+    client: &reqwest::blocking::Client,
+    upstream: &str,
+    faults: &Faults,
+    seen: &std::sync::Mutex<Vec<Seen>>,
+    once: &std::sync::Mutex<(bool, bool, bool)>,
+) -> std::io::Result<()> {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let mut reader = BufReader::new(conn.try_clone()?);
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    let mut words = line.split_whitespace();
+    let method = words.next().unwrap_or("").to_string();
+    let path = words.next().unwrap_or("/").to_string();
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h)? == 0 || h == "\r\n" {
+            break;
+        }
+        if let Some((k, v)) = h.trim_end().split_once(':') {
+            headers.push((k.to_ascii_lowercase(), v.trim().to_string()));
+        }
+    }
+    let header = |k: &str| headers.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let authorization = header("authorization");
+    seen.lock().unwrap().push(Seen {
+        cdn: is_cdn,
+        method: method.clone(),
+        path: path.clone(),
+        range: header("range"),
+        authorization: authorization.is_some(),
+    });
+    let reply = |conn: &mut std::net::TcpStream, status: &str, extra: &str| {
+        write!(
+            conn,
+            "HTTP/1.1 {status}\r\n{extra}Content-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+    };
+    if !is_cdn {
+        if let Some((u, p)) = &faults.basic {
+            use base64::Engine;
+            let want = format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
+            );
+            if authorization.as_deref() != Some(want.as_str()) {
+                return reply(
+                    &mut conn,
+                    "401 Unauthorized",
+                    "WWW-Authenticate: Basic realm=\"proxy\"\r\n",
+                );
+            }
+        }
+        let mut o = once.lock().unwrap();
+        if (faults.rate_limit_always || faults.rate_limit_once && !o.0)
+            && path.contains("/manifests/")
+        {
+            o.0 = true;
+            let after = if faults.rate_limit_always { 0 } else { 1 };
+            return reply(
+                &mut conn,
+                "429 Too Many Requests",
+                &format!(
+                    "Retry-After: {after}\r\nratelimit-limit: 100;w=21600\r\nratelimit-remaining: 0;w=21600\r\n"
+                ),
+            );
+        }
+        if let Some(f) = &faults.fail_once
+            && !o.1
+            && path.contains(f.as_str())
+        {
+            o.1 = true;
+            return reply(&mut conn, "503 Service Unavailable", "");
+        }
+        drop(o);
+        if faults.redirect_blobs && method == "GET" && path.contains("/blobs/sha256:") {
+            return reply(
+                &mut conn,
+                "307 Temporary Redirect",
+                &format!("Location: http://{cdn}{path}\r\n"),
+            );
+        }
+    }
+    let mut req = client.request(method.parse().unwrap(), format!("{upstream}{path}"));
+    for k in ["accept", "range"] {
+        if let Some(v) = header(k) {
+            req = req.header(k, v);
+        }
+    }
+    let mut resp = req.send().map_err(std::io::Error::other)?;
+    let mut head = format!(
+        "HTTP/1.1 {} {}\r\n",
+        resp.status().as_u16(),
+        resp.status().canonical_reason().unwrap_or("")
+    );
+    for k in [
+        "content-type",
+        "content-length",
+        "content-range",
+        "docker-content-digest",
+        "accept-ranges",
+    ] {
+        if let Some(v) = resp.headers().get(k) {
+            head.push_str(&format!("{k}: {}\r\n", v.to_str().unwrap()));
+        }
+    }
+    head.push_str("Connection: close\r\n\r\n");
+    conn.write_all(head.as_bytes())?;
+    if method == "HEAD" {
+        return Ok(());
+    }
+    let mut body = Vec::new();
+    resp.read_to_end(&mut body)?;
+    let cut = method == "GET"
+        && faults
+            .cut_once
+            .as_ref()
+            .is_some_and(|d| path.ends_with(d.as_str()))
+        && {
+            let mut o = once.lock().unwrap();
+            !std::mem::replace(&mut o.2, true)
+        };
+    if cut {
+        conn.write_all(&body[..body.len() / 2])?;
+        conn.flush()?;
+        return Ok(());
+    }
+    conn.write_all(&body)
+}
+
+/// A registry that rate-limits (429 with figures and `Retry-After`), fails with 503, and
+/// breaks a layer off halfway: the pull waits as told and prints the figures, retries, and
+/// resumes the layer with a Range request from where it broke, verifying the whole.
+fn pull_retries_waits_out_rate_limits_and_resumes_broken_layers() {
+    let reg = Registry::start(Mode::Plain);
+    let base = reg.push_multi(&format!("{BASE}:multi"));
+    let arm64 = base.image("linux/arm64");
+    let layer = arm64.layers[0].clone();
+    let proxy = Proxy::start(
+        reg.base_url(),
+        Faults {
+            rate_limit_once: true,
+            fail_once: Some(arm64.config.clone()),
+            cut_once: Some(layer.clone()),
+            ..Faults::default()
+        },
+    );
+    let c = Client::new(&reg);
+    let started = std::time::Instant::now();
+    let r = c
+        .run(&[
+            "from",
+            "--platform",
+            "linux/arm64",
+            &format!("{}/{BASE}:multi", proxy.host()),
+        ])
+        .success();
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(1),
+        "Retry-After was not honoured"
+    );
+    assert!(
+        r.stderr.contains("0 of 100 pulls left per 6 h"),
+        "the figures: {}",
+        r.stderr
+    );
+    let seen = proxy.seen();
+    let gets: Vec<&Seen> = seen
+        .iter()
+        .filter(|s| s.method == "GET" && s.path.ends_with(&layer))
+        .collect();
+    assert_eq!(gets.len(), 2, "{seen:#?}");
+    assert_eq!(gets[0].range, None);
+    let range = gets[1].range.as_deref().expect("the second GET resumes");
+    let from: u64 = range
+        .strip_prefix("bytes=")
+        .and_then(|r| r.strip_suffix('-'))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{range}"));
+    assert!(from > 0, "{range}");
+    assert_eq!(
+        seen.iter()
+            .filter(|s| s.path.ends_with(&arm64.config))
+            .count(),
+        2,
+        "the 503 was retried: {seen:#?}"
+    );
+    assert_eq!(c.stored(hex(&layer)).len(), 1);
+    assert_eq!(c.containers().len(), 1);
+
+    // A limit that does not lift: refused with the figures and what to do.
+    let proxy = Proxy::start(
+        reg.base_url(),
+        Faults {
+            rate_limit_always: true,
+            ..Faults::default()
+        },
+    );
+    let r = c
+        .run(&[
+            "from",
+            "--name",
+            "limited",
+            &format!("{}/{BASE}:multi", proxy.host()),
+        ])
+        .code_is(1);
+    assert!(
+        r.stderr
+            .contains("rate limit is reached (0 of 100 pulls left per 6 h)")
+            && r.stderr.contains("emubuild login"),
+        "{}",
+        r.stderr
+    );
+}
+case! { pull_retries_waits_out_rate_limits_and_resumes_broken_layers, needs = PULL }
+
+/// Basic auth where the registry asks for it, and blobs redirected to another host: the
+/// credentials go to the registry only, never to the CDN; without them the pull is refused
+/// with the login named.
+fn credentials_go_to_the_registry_and_never_to_a_redirect() {
+    let reg = Registry::start(Mode::Plain);
+    reg.push_multi(&format!("{BASE}:multi"));
+    let proxy = Proxy::start(
+        reg.base_url(),
+        Faults {
+            basic: Some(("someone".into(), "sesame".into())),
+            redirect_blobs: true,
+            ..Faults::default()
+        },
+    );
+    let c = Client::new(&reg);
+    let image = format!("{}/{BASE}:multi", proxy.host());
+    let r = c
+        .run(&["from", "--platform", "linux/s390x", &image])
+        .code_is(1);
+    assert!(
+        r.stderr
+            .contains(&format!("emubuild login {}", proxy.host())),
+        "{}",
+        r.stderr
+    );
+    let before = proxy.seen().len();
+    c.run(&[
+        "--creds",
+        "someone:sesame",
+        "from",
+        "--platform",
+        "linux/s390x",
+        &image,
+    ])
+    .success();
+    let seen = proxy.seen()[before..].to_vec();
+    let cdn: Vec<&Seen> = seen.iter().filter(|s| s.cdn).collect();
+    assert!(cdn.len() >= 2, "config and layer from the CDN: {seen:#?}");
+    assert!(
+        cdn.iter().all(|s| !s.authorization),
+        "credentials went to the CDN: {seen:#?}"
+    );
+    assert!(
+        seen.iter()
+            .filter(|s| !s.cdn && s.path.contains("/manifests/"))
+            .all(|s| s.authorization),
+        "{seen:#?}"
+    );
+}
+case! { credentials_go_to_the_registry_and_never_to_a_redirect, needs = PULL }
