@@ -33,7 +33,16 @@ pub fn thread_count() -> std::io::Result<usize> {
 /// does not exist in the child, so the child may allocate and use the standard library until it
 /// execs or exits. A process with more threads gets [`ForkError::Threads`], never a fork.
 pub fn fork_single_threaded() -> Result<ForkResult, ForkError> {
-    let threads = thread_count().map_err(ForkError::Count)?;
+    // A thread that was just joined (a layer import, a transfer runtime shut down) can still
+    // be counted for a moment while the kernel finishes its exit: wait for it, briefly.
+    let mut threads = thread_count().map_err(ForkError::Count)?;
+    for _ in 0..200 {
+        if threads == 1 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+        threads = thread_count().map_err(ForkError::Count)?;
+    }
     if threads != 1 {
         return Err(ForkError::Threads(threads));
     }

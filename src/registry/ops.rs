@@ -355,7 +355,7 @@ impl Client {
                 let path = file.to_path_buf();
                 let stream =
                     futures_util::stream::once(async move { tokio::fs::File::open(path).await })
-                        .map_ok(tokio_util::io::ReaderStream::new)
+                        .map_ok(|f| tokio_util::io::ReaderStream::with_capacity(f, 1 << 20))
                         .try_flatten()
                         .inspect_ok(move |b| t.advance(b.len() as u64));
                 c.put(&put_url)

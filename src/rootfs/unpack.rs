@@ -108,6 +108,7 @@ pub fn unpack_layer(
         opts,
         stats: UnpackStats::default(),
         dir_times: Vec::new(),
+        parent: None,
     };
     {
         let mut archive = tar::Archive::new(&mut hashing);
@@ -130,6 +131,8 @@ struct Unpacker<'a> {
     opts: &'a UnpackOptions,
     stats: UnpackStats,
     dir_times: Vec<(PathBuf, TimeSpec)>,
+    /// The last entry's parent directory and its descriptor.
+    parent: Option<(PathBuf, OwnedFd)>,
 }
 
 fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> UnpackError + 'a {
@@ -165,6 +168,28 @@ fn xattr_allowed(name: &[u8]) -> bool {
 }
 
 impl Unpacker<'_> {
+    /// The directory `parent` (made if missing) for an entry that creates or replaces
+    /// `changed`. A tree's entries come directory by directory, so the last entry's parent is
+    /// reused rather than walked to again from the root (a dozen system calls), unless this
+    /// entry replaces it or a directory above it (a symlink or file where it was), which could
+    /// change where the path leads.
+    fn dir(&mut self, parent: &Path, changed: &Path) -> Result<OwnedFd, UnpackError> {
+        if let Some((p, _)) = &self.parent
+            && p.starts_with(changed)
+        {
+            self.parent = None;
+        }
+        if let Some((p, fd)) = &self.parent
+            && p == parent
+        {
+            return fd.try_clone().map_err(io_err("open", parent));
+        }
+        let fd = within::ensure_dir(&self.root, parent).map_err(io_err("create", parent))?;
+        let kept = fd.try_clone().map_err(io_err("open", parent))?;
+        self.parent = Some((parent.to_path_buf(), kept));
+        Ok(fd)
+    }
+
     fn apply<R: Read>(&mut self, mut entry: tar::Entry<R>) -> Result<(), UnpackError> {
         let raw_path = entry.path().map_err(UnpackError::Tar)?.into_owned();
         let rel = match within::normalize(&raw_path) {
@@ -178,7 +203,7 @@ impl Unpacker<'_> {
 
         // Whiteouts.
         if name_bytes == OPAQUE.as_bytes() {
-            let dir = within::ensure_dir(&self.root, &parent).map_err(io_err("create", &parent))?;
+            let dir = self.dir(&parent, &rel)?;
             // The magic link itself must be followed to reach the directory.
             xattr::set_deref(
                 fd_path(&dir, OsStr::new("")),
@@ -200,8 +225,8 @@ impl Unpacker<'_> {
                 )));
             }
             let target = OsStr::from_bytes(target);
-            let dir = within::ensure_dir(&self.root, &parent).map_err(io_err("create", &parent))?;
             let path = parent.join(target);
+            let dir = self.dir(&parent, &path)?;
             self.remove_existing(&dir, target, &path)?;
             super::overlay::make_whiteout(&dir, target)
                 .map_err(nix_err("create the whiteout", &path))?;
@@ -215,7 +240,7 @@ impl Unpacker<'_> {
         let gid = header.gid().map_err(UnpackError::Tar)? as u32;
         let mtime = TimeSpec::new(header.mtime().map_err(UnpackError::Tar)? as i64, 0);
         let xattrs = self.pax_xattrs(&mut entry);
-        let dir = within::ensure_dir(&self.root, &parent).map_err(io_err("create", &parent))?;
+        let dir = self.dir(&parent, &rel)?;
 
         match kind {
             tar::EntryType::Directory => {
