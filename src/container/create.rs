@@ -74,12 +74,23 @@ pub fn create(
                 store: &ctx.store,
             };
             let root = repo.root()?;
-            let selected = wanted
-                .iter()
-                .map(|p| {
-                    image::select_from(&repo, std::slice::from_ref(&root), *p, &image.to_string())
-                })
-                .collect::<Result<Vec<_>, _>>()?;
+            let name = image.to_string();
+            // Each platform's manifest and config are fetched at once, not one after another.
+            let selected = std::thread::scope(|s| {
+                let handles: Vec<_> = wanted
+                    .iter()
+                    .map(|p| {
+                        let (repo, root, name) = (&repo, &root, &name);
+                        s.spawn(move || {
+                            image::select_from(repo, std::slice::from_ref(root), *p, name)
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("choosing a platform does not panic"))
+                    .collect::<Result<Vec<_>, _>>()
+            })?;
             import_selected(ctx, &repo, selected, &mut warnings)?
         }
         ImageSource::Layout { layout, tag, .. } => {

@@ -183,40 +183,7 @@ impl Client {
             .redirect(reqwest::redirect::Policy::limited(10));
         let mut dirs: Vec<PathBuf> = self.opts.cert_dir.iter().cloned().collect();
         dirs.extend(self.opts.certs_d.iter().map(|d| d.join(host)));
-        for dir in dirs {
-            let Ok(rd) = std::fs::read_dir(&dir) else {
-                continue;
-            };
-            let mut names: Vec<PathBuf> = rd.filter_map(Result::ok).map(|e| e.path()).collect();
-            names.sort();
-            for p in &names {
-                let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("");
-                let bad = |e: &dyn std::fmt::Display| RegistryError::Certificates {
-                    path: p.clone(),
-                    reason: e.to_string(),
-                };
-                match ext {
-                    "crt" => {
-                        let pem = std::fs::read(p).map_err(|e| bad(&e))?;
-                        for c in reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| bad(&e))? {
-                            b = b.add_root_certificate(c);
-                        }
-                        tracing::debug!(ca = %p.display(), host, "extra CA");
-                    }
-                    "cert" => {
-                        let key = p.with_extension("key");
-                        let mut pem = std::fs::read(p).map_err(|e| bad(&e))?;
-                        pem.extend(std::fs::read(&key).map_err(|e| bad(&e))?);
-                        b = b.identity(reqwest::Identity::from_pem(&pem).map_err(|e| bad(&e))?);
-                        tracing::debug!(cert = %p.display(), host, "client certificate");
-                    }
-                    _ => {}
-                }
-            }
-        }
-        if !self.opts.tls_verify {
-            b = b.danger_accept_invalid_certs(true);
-        }
+        b = b.tls_backend_preconfigured(super::tls::client_config(&dirs, self.opts.tls_verify)?);
         b.build().map_err(|e| RegistryError::Network {
             url: host.to_string(),
             reason: chain(&e),

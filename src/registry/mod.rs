@@ -12,6 +12,7 @@ pub mod creds;
 mod ops;
 pub mod push;
 mod source;
+mod tls;
 
 use std::path::PathBuf;
 

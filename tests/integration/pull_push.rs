@@ -482,6 +482,40 @@ fn tls_basic_login_logout_and_refusals() {
         ])
         .success();
     drop(_cleanup);
+    // --tls-verify=false takes any certificate.
+    stranger
+        .run(&[
+            "--tls-verify=false",
+            "--creds",
+            &creds,
+            "from",
+            "--replace",
+            "--platform",
+            "linux/s390x",
+            &image,
+        ])
+        .success();
+    // A system with no CAs of its own still trusts the one given.
+    let cert_dir = format!("--cert-dir={}", reg.cert_dir().display());
+    stranger
+        .run_with(
+            &[
+                &cert_dir,
+                "--creds",
+                &creds,
+                "from",
+                "--replace",
+                "--platform",
+                "linux/s390x",
+                &image,
+            ],
+            None,
+            &[
+                ("SSL_CERT_FILE", "/nonexistent"),
+                ("SSL_CERT_DIR", "/nonexistent"),
+            ],
+        )
+        .success();
 
     let c = Client::new(&reg);
     // No credentials, a wrong password.
