@@ -483,6 +483,9 @@ impl Drop for BlobReader<'_> {
     }
 }
 
+/// Blobs from this size on get a progress bar.
+const SHOWN: u64 = 256 << 10;
+
 impl Session {
     /// The runtime's handle (for blocking bridges).
     pub fn handle(&self) -> tokio::runtime::Handle {
@@ -500,11 +503,15 @@ impl Session {
             offset: 0,
             resumes: 0,
             inner: None,
-            transfer: self
-                .client
-                .options()
-                .progress
-                .start(&digest.chars().take(19).collect::<String>(), Some(size)),
+            // Layers get a bar; configs and other small blobs come and go too fast for one.
+            transfer: if size >= SHOWN {
+                self.client
+                    .options()
+                    .progress
+                    .start(&digest.chars().take(19).collect::<String>(), Some(size))
+            } else {
+                crate::progress::silent().start("", None)
+            },
         }
     }
 
