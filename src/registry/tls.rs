@@ -50,15 +50,13 @@ pub fn client_config(
             }
         }
     }
-    let verifier: Arc<dyn ServerCertVerifier> = if tls_verify {
-        Arc::new(Roots {
+    let verifier = Arc::new(Verifier {
+        provider: provider.clone(),
+        roots: tls_verify.then(|| Roots {
             extra,
-            provider: provider.clone(),
             verifier: OnceLock::new(),
-        })
-    } else {
-        Arc::new(Unchecked(provider.clone()))
-    };
+        }),
+    });
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| RegistryError::Certificates {
@@ -99,27 +97,36 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, RegistryError
     Ok(certs)
 }
 
-/// WebPKI verification against the system's roots and the extra CAs, built on first use.
+/// How server certificates are checked: WebPKI against the system's roots and the extra CAs
+/// (built on first use), or, with `--tls-verify=false` (`roots` None), not at all. The
+/// handshake's signatures are checked either way, so the connection is at least to whoever
+/// holds the certificate's key.
+#[derive(Debug)]
+struct Verifier {
+    provider: Arc<CryptoProvider>,
+    roots: Option<Roots>,
+}
+
 #[derive(Debug)]
 struct Roots {
     extra: Vec<CertificateDer<'static>>,
-    provider: Arc<CryptoProvider>,
     verifier: OnceLock<Result<Arc<WebPkiServerVerifier>, String>>,
 }
 
-impl Roots {
-    fn verifier(&self) -> Result<&Arc<WebPkiServerVerifier>, rustls::Error> {
-        self.verifier
+impl Verifier {
+    fn webpki<'a>(&self, roots: &'a Roots) -> Result<&'a Arc<WebPkiServerVerifier>, rustls::Error> {
+        roots
+            .verifier
             .get_or_init(|| {
                 let mut store = rustls::RootCertStore::empty();
-                for c in &self.extra {
+                for c in &roots.extra {
                     store
                         .add(c.clone())
                         .map_err(|e| format!("an extra CA cannot be used: {e}"))?;
                 }
                 let native = rustls_native_certs::load_native_certs();
                 let (added, ignored) = store.add_parsable_certificates(native.certs);
-                tracing::debug!(added, ignored, extra = self.extra.len(), "root certificates");
+                tracing::debug!(added, ignored, extra = roots.extra.len(), "root certificates");
                 if store.is_empty() {
                     return Err("no CA certificates: the system has none (install ca-certificates) and none were given (`--cert-dir`)".into());
                 }
@@ -137,7 +144,7 @@ impl Roots {
     }
 }
 
-impl ServerCertVerifier for Roots {
+impl ServerCertVerifier for Verifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -146,13 +153,16 @@ impl ServerCertVerifier for Roots {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        self.verifier()?.verify_server_cert(
-            end_entity,
-            intermediates,
-            server_name,
-            ocsp_response,
-            now,
-        )
+        match &self.roots {
+            Some(roots) => self.webpki(roots)?.verify_server_cert(
+                end_entity,
+                intermediates,
+                server_name,
+                ocsp_response,
+                now,
+            ),
+            None => Ok(ServerCertVerified::assertion()),
+        }
     }
 
     fn verify_tls12_signature(
@@ -187,55 +197,5 @@ impl ServerCertVerifier for Roots {
         self.provider
             .signature_verification_algorithms
             .supported_schemes()
-    }
-}
-
-/// `--tls-verify=false`: any certificate is accepted (the handshake's signatures are still
-/// checked, so the connection is at least to whoever holds that certificate's key).
-#[derive(Debug)]
-struct Unchecked(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for Unchecked {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
