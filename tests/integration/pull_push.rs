@@ -139,6 +139,20 @@ impl Client {
     }
 }
 
+/// Every blob of a layout: digest and size (from its file).
+fn layout_blobs(layout: &Path) -> Vec<(String, u64)> {
+    std::fs::read_dir(layout.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                format!("sha256:{}", e.file_name().to_str().unwrap()),
+                e.metadata().unwrap().len(),
+            )
+        })
+        .collect()
+}
+
 fn hex(digest: &str) -> &str {
     digest.strip_prefix("sha256:").unwrap()
 }
@@ -408,6 +422,35 @@ fn push_by_tag_and_by_digest() {
     );
     reg.skopeo_inspect_raw(&format!("emukit/bydigest@{digest}"), Creds::Anonymous)
         .success();
+
+    // A repository believed to hold the blobs that does not (they were deleted, say): the
+    // registry declines each mount (202) and they are uploaded.
+    let fresh = Client::new(&reg);
+    let origins = fresh.store.path().join("origins");
+    std::fs::create_dir_all(&origins).unwrap();
+    for (d, _) in layout_blobs(&layout) {
+        std::fs::write(
+            origins.join(hex(&d)),
+            format!("{}/emukit/nowhere\n", reg.host()),
+        )
+        .unwrap();
+    }
+    let v = fresh
+        .run(&["push", "--json", &src, &reg.reference("emukit/third:v1")])
+        .success()
+        .json();
+    assert_eq!(
+        (v["mounted"].as_u64(), v["uploaded"].as_u64()),
+        (Some(0), Some(6)),
+        "{v}"
+    );
+    let declined = reg
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.uri.contains("mount=") && r.uri.contains("nowhere"))
+        .filter(|r| r.status == 202)
+        .count();
+    assert_eq!(declined, 6, "{:#?}", reg.requests());
 
     // An archive.
     let archive = image("oci-archive-arm64.tar").unwrap();
