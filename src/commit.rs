@@ -468,7 +468,12 @@ fn commit_to_registry(
         children,
     };
     let session = ctx.session()?;
-    let pushed = push(&session, r, &root, &ctx.store)?;
+    let pushed = push(
+        &session,
+        r,
+        &root,
+        &crate::transfer::Sources::with_store(&ctx.store),
+    )?;
     Ok(Committed {
         index: pushed.digest,
         images,

@@ -30,5 +30,6 @@ pub mod sandbox;
 pub mod snapshotter;
 pub mod store;
 pub(crate) mod sys;
+pub mod transfer;
 pub mod util;
 pub mod warning;

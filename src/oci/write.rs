@@ -109,6 +109,36 @@ impl LayoutWriter {
         std::fs::rename(&tmp, &dest).map_err(io_err("store", &dest))
     }
 
+    /// Puts a blob read from `src` (another layout's file, a registry's body), checked against
+    /// `digest` and `size` before it is kept: bytes that do not match are an `InvalidData` error
+    /// and leave nothing behind.
+    pub fn put_verified(
+        &self,
+        digest: &str,
+        size: u64,
+        src: impl io::Read,
+    ) -> Result<(), WriteError> {
+        let dest = self.layout.blob_path(digest)?;
+        let dir = dest.parent().expect("blob dir");
+        let tmp = dir.join(format!(".tmp-{}", &sha256_hex(digest)?[..16]));
+        let mut reader = crate::oci::layout::VerifyingReader::new(src, digest, size);
+        let result = (|| {
+            let mut to = File::create(&tmp)?;
+            io::copy(&mut reader, &mut to)?;
+            reader.finish()?;
+            to.sync_all()
+        })();
+        if let Err(e) = result {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(WriteError::Io {
+                action: "write",
+                path: dest,
+                source: e,
+            });
+        }
+        std::fs::rename(&tmp, &dest).map_err(io_err("store", &dest))
+    }
+
     /// Puts a blob from bytes; returns its descriptor fields (digest, size).
     pub fn put_bytes(&self, bytes: &[u8]) -> Result<(String, u64), WriteError> {
         let digest = format!("sha256:{}", crate::digest::sha256_hex(bytes));

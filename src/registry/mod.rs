@@ -168,8 +168,9 @@ pub enum RegistryError {
 
 /// A client and the runtime its transfers run on.
 pub struct Session {
-    /// The client.
-    pub client: Client,
+    /// The client (shared with the transfers that outlive a borrow: a blob streamed from one
+    /// registry into another).
+    pub client: std::sync::Arc<Client>,
     runtime: Option<tokio::runtime::Runtime>,
 }
 
@@ -194,7 +195,7 @@ impl Session {
                 source,
             })?;
         Ok(Session {
-            client: Client::new(opts),
+            client: std::sync::Arc::new(Client::new(opts)),
             runtime: Some(runtime),
         })
     }

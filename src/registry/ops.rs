@@ -48,6 +48,8 @@ pub struct Pushed {
     pub mounted: usize,
     /// Blobs the registry had already.
     pub existing: usize,
+    /// Blobs streamed from a repository that held them (another registry's).
+    pub copied: usize,
 }
 
 /// The registry's error codes and messages, as `: CODE message; CODE message`.
@@ -311,15 +313,12 @@ impl Client {
         }
     }
 
-    /// Uploads the file at `path` as blob `digest` (`size` bytes): POST, then PUT with the
-    /// digest; the registry checks it.
-    pub async fn upload(
+    /// Starts an upload of `digest` to `target` (POST); the URL to PUT its bytes to.
+    async fn start_upload(
         &self,
         target: &RegistryRef,
         digest: &str,
-        size: u64,
-        file: &Path,
-    ) -> Result<(), RegistryError> {
+    ) -> Result<String, RegistryError> {
         let scopes = [scope(&target.repository, true)];
         let start = format!("/v2/{}/blobs/uploads/", target.repository);
         let resp = self
@@ -346,27 +345,83 @@ impl Client {
                 reason: e.to_string(),
             })?;
         let sep = if url.query().is_some() { '&' } else { '?' };
-        let put_url = format!("{url}{sep}digest={digest}");
+        Ok(format!("{url}{sep}digest={digest}"))
+    }
+
+    /// Finishes an upload with one PUT of `size` bytes from `body` (made again for a retry);
+    /// the registry checks them against the digest.
+    async fn finish_upload(
+        &self,
+        target: &RegistryRef,
+        digest: &str,
+        size: u64,
+        put_url: &str,
+        body: &(dyn Fn(std::sync::Arc<dyn crate::progress::Transfer>) -> reqwest::Body + Sync),
+    ) -> Result<(), RegistryError> {
+        let scopes = [scope(&target.repository, true)];
         let transfer = self.options().progress.start(digest, Some(size));
         let transfer: std::sync::Arc<dyn crate::progress::Transfer> = transfer.into();
         let resp = self
             .send(&target.registry, &scopes, &|c, _| {
-                let t = transfer.clone();
-                let path = file.to_path_buf();
-                let stream =
-                    futures_util::stream::once(async move { tokio::fs::File::open(path).await })
-                        .map_ok(|f| tokio_util::io::ReaderStream::with_capacity(f, 1 << 20))
-                        .try_flatten()
-                        .inspect_ok(move |b| t.advance(b.len() as u64));
-                c.put(&put_url)
+                c.put(put_url)
                     .header(CONTENT_LENGTH, size)
                     .header(CONTENT_TYPE, "application/octet-stream")
-                    .body(reqwest::Body::wrap_stream(stream))
+                    .body(body(transfer.clone()))
             })
             .await;
         transfer.finish();
-        let resp = resp?;
-        checked(resp, target, &format!("blob {digest}"), "push").await?;
+        checked(resp?, target, &format!("blob {digest}"), "push").await?;
+        Ok(())
+    }
+
+    /// Uploads the file at `path` as blob `digest` (`size` bytes): POST, then PUT with the
+    /// digest; the registry checks it.
+    pub async fn upload(
+        &self,
+        target: &RegistryRef,
+        digest: &str,
+        size: u64,
+        file: &Path,
+    ) -> Result<(), RegistryError> {
+        let put_url = self.start_upload(target, digest).await?;
+        self.finish_upload(target, digest, size, &put_url, &|t| {
+            let path = file.to_path_buf();
+            let stream =
+                futures_util::stream::once(async move { tokio::fs::File::open(path).await })
+                    .map_ok(|f| tokio_util::io::ReaderStream::with_capacity(f, 1 << 20))
+                    .try_flatten()
+                    .inspect_ok(move |b| t.advance(b.len() as u64));
+            reqwest::Body::wrap_stream(stream)
+        })
+        .await
+    }
+
+    /// Copies blob `digest` from `from` (a repository of this or another registry) into
+    /// `target`, streamed from the one to the other (never kept, never unpacked); the
+    /// destination checks the bytes against the digest.
+    pub async fn copy_blob(
+        self: &std::sync::Arc<Self>,
+        target: &RegistryRef,
+        digest: &str,
+        size: u64,
+        from: &RegistryRef,
+    ) -> Result<(), RegistryError> {
+        let put_url = self.start_upload(target, digest).await?;
+        self.finish_upload(target, digest, size, &put_url, &|t| {
+            let (client, from, digest) = (self.clone(), from.clone(), digest.to_string());
+            let stream = futures_util::stream::once(async move {
+                client
+                    .open_blob(&from, &digest, 0)
+                    .await
+                    .map(|r| r.bytes_stream().map_err(std::io::Error::other))
+                    .map_err(std::io::Error::other)
+            })
+            .try_flatten()
+            .inspect_ok(move |b| t.advance(b.len() as u64));
+            reqwest::Body::wrap_stream(stream)
+        })
+        .await?;
+        self.seen(&target.registry, &target.repository, digest);
         Ok(())
     }
 

@@ -51,12 +51,10 @@ pub fn run(s: &Settings, ctx: &Context, a: &PushArgs) -> Result<Exit> {
             .into());
         }
     };
-    let tree = crate::registry::push::tree(layout, &root, 0)?;
+    let tree = crate::transfer::tree(layout, &root, 0)?;
     let session = ctx.session()?;
-    let files = crate::registry::push::KnownOrigins {
-        files: layout,
-        store: &ctx.store,
-    };
+    let mut files = crate::transfer::Sources::with_store(&ctx.store);
+    files.add_layout(layout, &tree);
     let pushed = crate::registry::push::push(&session, &dest, &tree, &files)?;
     if let Some(f) = &a.digestfile {
         crate::util::write_atomic(f, format!("{}\n", pushed.digest).as_bytes(), 0o644)

@@ -1,0 +1,329 @@
+//! Copying images between places by digest: an image or index as a tree of documents (`Node`,
+//! read from a layout, the store or a registry repository, every document checked), the blobs
+//! it names and where each can be had (`Blobs`: a local file, or registry repositories known to
+//! hold it), written to a registry (`registry::push`) or to a layout (`to_layout`: blobs first,
+//! the tag last). The exact bytes of every document are kept, so digests never change.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use crate::oci::document::{
+    Descriptor, ImageIndex, ImageManifest, MediaType, describe, is_index, parse,
+};
+use crate::oci::image::{Documents, SelectError};
+use crate::oci::reference::RegistryRef;
+use crate::oci::write::{LayoutWriter, WriteError};
+
+/// A document to copy and what it needs first.
+#[derive(Debug, Clone)]
+pub enum Node {
+    /// An image manifest and the blobs it names (config first, then layers).
+    Manifest {
+        /// Its bytes.
+        bytes: Vec<u8>,
+        /// Its media type.
+        media_type: String,
+        /// The blobs: digest and size.
+        blobs: Vec<(String, u64)>,
+    },
+    /// An index and its children.
+    Index {
+        /// Its bytes.
+        bytes: Vec<u8>,
+        /// Its media type.
+        media_type: String,
+        /// The children, in order.
+        children: Vec<Node>,
+    },
+}
+
+/// `sha256:` of some bytes.
+pub fn digest_of(bytes: &[u8]) -> String {
+    format!("sha256:{}", crate::digest::sha256_hex(bytes))
+}
+
+impl Node {
+    /// The document's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Node::Manifest { bytes, .. } | Node::Index { bytes, .. } => bytes,
+        }
+    }
+
+    /// Its media type.
+    pub fn media_type(&self) -> &str {
+        match self {
+            Node::Manifest { media_type, .. } | Node::Index { media_type, .. } => media_type,
+        }
+    }
+
+    /// Its digest.
+    pub fn digest(&self) -> String {
+        digest_of(self.bytes())
+    }
+
+    /// A descriptor of it.
+    pub fn descriptor(&self) -> Descriptor {
+        describe(MediaType::from(self.media_type()), self.bytes())
+    }
+
+    /// Every blob below it, once each, in order.
+    pub fn blobs(&self, out: &mut Vec<(String, u64)>) {
+        match self {
+            Node::Manifest { blobs, .. } => {
+                for b in blobs {
+                    if !out.contains(b) {
+                        out.push(b.clone());
+                    }
+                }
+            }
+            Node::Index { children, .. } => children.iter().for_each(|c| c.blobs(out)),
+        }
+    }
+
+    /// Every manifest and index below it, children before their parents (not itself).
+    pub fn below(&self, out: &mut Vec<(Vec<u8>, String)>) {
+        if let Node::Index { children, .. } = self {
+            for c in children {
+                c.below(out);
+                out.push((c.bytes().to_vec(), c.media_type().to_string()));
+            }
+        }
+    }
+}
+
+/// The tree below `d` in `docs` (every document read and checked against its descriptor).
+pub fn tree(docs: &dyn Documents, d: &Descriptor, depth: usize) -> Result<Node, SelectError> {
+    if depth > 8 {
+        return Err(SelectError::Malformed(
+            "image indexes nest more than 8 deep".into(),
+        ));
+    }
+    let bytes = docs.read(d)?;
+    let media_type = d.media_type().to_string();
+    let bad = |e: crate::oci::document::DocError| SelectError::Malformed(e.to_string());
+    if is_index(d) {
+        let idx: ImageIndex = parse(&bytes, d.digest().as_ref(), "image index").map_err(bad)?;
+        let children = idx
+            .manifests()
+            .iter()
+            .map(|c| tree(docs, c, depth + 1))
+            .collect::<Result<Vec<_>, _>>()?;
+        return Ok(Node::Index {
+            bytes,
+            media_type,
+            children,
+        });
+    }
+    let m: ImageManifest = parse(&bytes, d.digest().as_ref(), "image manifest").map_err(bad)?;
+    let blobs = std::iter::once(m.config())
+        .chain(m.layers())
+        .map(|b| (b.digest().to_string(), b.size()))
+        .collect();
+    Ok(Node::Manifest {
+        bytes,
+        media_type,
+        blobs,
+    })
+}
+
+/// Where the blobs of a copy can be had.
+pub trait Blobs: Sync {
+    /// A local file holding blob `digest` (its bytes are checked as they are read).
+    fn file(&self, digest: &str) -> Option<PathBuf>;
+    /// Registry repositories (`registry/repository`) known to hold it: mount sources within a
+    /// registry, stream sources across registries.
+    fn origins(&self, digest: &str) -> Vec<String>;
+    /// Learns that `origin` now holds `digest` (a later copy within that registry mounts it).
+    fn held(&self, _digest: &str, _origin: &str) {}
+}
+
+/// `registry/repository` as a reference to that repository.
+pub fn origin_ref(origin: &str) -> Option<RegistryRef> {
+    let (registry, repository) = origin.split_once('/')?;
+    Some(RegistryRef {
+        registry: registry.to_string(),
+        repository: repository.to_string(),
+        tag: None,
+        digest: None,
+    })
+}
+
+/// Blobs gathered from several places: files of layouts, registry repositories, and what the
+/// store knows of where blobs live.
+#[derive(Debug, Default)]
+pub struct Sources<'a> {
+    files: HashMap<String, PathBuf>,
+    origins: HashMap<String, Vec<String>>,
+    store: Option<&'a crate::store::Store>,
+    learned: Mutex<Vec<(String, String)>>,
+}
+
+impl<'a> Sources<'a> {
+    /// Sources that also consult (and teach) the store's record of blob origins.
+    pub fn with_store(store: &'a crate::store::Store) -> Sources<'a> {
+        Sources {
+            store: Some(store),
+            ..Sources::default()
+        }
+    }
+
+    /// Every blob below `node` is in the layout `dir`.
+    pub fn add_layout(&mut self, layout: &crate::oci::layout::Layout, node: &Node) {
+        let mut blobs = Vec::new();
+        node.blobs(&mut blobs);
+        for (d, _) in blobs {
+            if let Ok(p) = layout.blob_path(&d)
+                && p.is_file()
+            {
+                self.files.insert(d, p);
+            }
+        }
+    }
+
+    /// Every blob below `node` is in the repository `origin` (`registry/repository`).
+    pub fn add_repository(&mut self, origin: &str, node: &Node) {
+        let mut blobs = Vec::new();
+        node.blobs(&mut blobs);
+        for (d, _) in blobs {
+            let e = self.origins.entry(d).or_default();
+            if !e.iter().any(|o| o == origin) {
+                e.push(origin.to_string());
+            }
+        }
+    }
+
+    /// The blobs below `node` that no source holds.
+    pub fn missing(&self, node: &Node) -> Vec<String> {
+        let mut blobs = Vec::new();
+        node.blobs(&mut blobs);
+        blobs
+            .into_iter()
+            .filter(|(d, _)| self.file(d).is_none() && self.origins(d).is_empty())
+            .map(|(d, _)| d)
+            .collect()
+    }
+}
+
+impl Blobs for Sources<'_> {
+    fn file(&self, digest: &str) -> Option<PathBuf> {
+        if let Some(p) = self.files.get(digest) {
+            return Some(p.clone());
+        }
+        let store = self.store?;
+        store.blobs().blob_path(digest).ok().filter(|p| p.is_file())
+    }
+
+    fn origins(&self, digest: &str) -> Vec<String> {
+        let mut o = self.origins.get(digest).cloned().unwrap_or_default();
+        if let Some(store) = self.store {
+            for s in store.origins(digest) {
+                if !o.contains(&s) {
+                    o.push(s);
+                }
+            }
+        }
+        o
+    }
+
+    fn held(&self, digest: &str, origin: &str) {
+        match self.store {
+            Some(store) => store.record_origin(digest, origin),
+            None => self
+                .learned
+                .lock()
+                .expect("not poisoned")
+                .push((digest.to_string(), origin.to_string())),
+        }
+    }
+}
+
+/// Why a copy into a layout failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CopyError {
+    /// Writing the layout.
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    /// Reading a blob from where it was.
+    #[error("cannot read blob {digest} from {from}")]
+    Read {
+        /// The blob.
+        digest: String,
+        /// Where.
+        from: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// No source holds a blob.
+    #[error(
+        "blob {0} is in none of the places this copy reads from (the image it belongs to was changed or removed)"
+    )]
+    NoSource(String),
+}
+
+/// Copies `root` into the layout `writer`: every blob (checked against its digest as it is
+/// copied or downloaded; a blob the layout has is kept), then the documents, then `tag` (when
+/// given) pointing at the root, written last.
+pub fn to_layout(
+    writer: &LayoutWriter,
+    root: &Node,
+    tag: Option<&str>,
+    blobs: &dyn Blobs,
+    session: Option<&crate::registry::Session>,
+) -> Result<Descriptor, CopyError> {
+    let mut all = Vec::new();
+    root.blobs(&mut all);
+    for (digest, size) in &all {
+        if writer.layout().has_blob(digest) {
+            continue;
+        }
+        let read_err = |from: String| {
+            let digest = digest.clone();
+            move |source: std::io::Error| CopyError::Read {
+                digest,
+                from,
+                source,
+            }
+        };
+        if let Some(file) = blobs.file(digest) {
+            let f = std::fs::File::open(&file).map_err(read_err(file.display().to_string()))?;
+            writer.put_verified(digest, *size, f).map_err(|e| match e {
+                WriteError::Io { source, .. }
+                    if source.kind() == std::io::ErrorKind::InvalidData =>
+                {
+                    read_err(file.display().to_string())(source)
+                }
+                other => CopyError::Write(other),
+            })?;
+            continue;
+        }
+        let remote = blobs
+            .origins(digest)
+            .iter()
+            .find_map(|o| origin_ref(o).zip(Some(o.clone())));
+        match (remote, session) {
+            (Some((r, o)), Some(session)) => {
+                writer
+                    .put_verified(digest, *size, session.blob(&r, digest, *size))
+                    .map_err(|e| match e {
+                        WriteError::Io { source, .. } => read_err(o.clone())(source),
+                        other => CopyError::Write(other),
+                    })?;
+            }
+            _ => return Err(CopyError::NoSource(digest.clone())),
+        }
+    }
+    let mut docs = Vec::new();
+    root.below(&mut docs);
+    for (bytes, _) in &docs {
+        writer.put_bytes(bytes)?;
+    }
+    writer.put_bytes(root.bytes())?;
+    let desc = root.descriptor();
+    if let Some(t) = tag {
+        writer.tag(t, &desc)?;
+    }
+    Ok(desc)
+}
