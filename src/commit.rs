@@ -48,6 +48,9 @@ pub struct CommitOptions {
     pub compression: Compression,
     /// Config changes.
     pub edits: ConfigEdits,
+    /// To a registry, an index even for one platform (otherwise its image manifest is pushed
+    /// alone, as `docker push` and buildx's push-by-digest do). Layouts always get an index.
+    pub index: bool,
 }
 
 /// One platform's image as committed.
@@ -66,8 +69,12 @@ pub struct PlatformImage {
 /// What a commit wrote.
 #[derive(Debug, Clone, Serialize)]
 pub struct Committed {
-    /// The index digest.
-    pub index: String,
+    /// The digest DEST names: the index's, or the image manifest's when one image went to a
+    /// registry alone.
+    pub digest: String,
+    /// The index's digest, when an index was written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<String>,
     /// Per platform.
     pub images: Vec<PlatformImage>,
     /// Where.
@@ -369,7 +376,8 @@ pub fn commit(
     drop(staging);
     tracing::info!(dest = %dest, index = %index_digest, "committed");
     Ok(Committed {
-        index: index_digest,
+        digest: index_digest.clone(),
+        index: Some(index_digest),
         images,
         dest: dest.to_string(),
         warnings,
@@ -462,11 +470,16 @@ fn commit_to_registry(
             layers: b.layers.iter().map(|l| l.digest.clone()).collect(),
         });
     }
-    let root = Node::Index {
-        bytes: index_of(&built),
-        media_type: MediaType::ImageIndex.to_string(),
-        children,
+    let root = if children.len() == 1 && !opts.index {
+        children.pop().expect("one child")
+    } else {
+        Node::Index {
+            bytes: index_of(&built),
+            media_type: MediaType::ImageIndex.to_string(),
+            children,
+        }
     };
+    let is_index = matches!(root, Node::Index { .. });
     let session = ctx.session()?;
     let pushed = push(
         &session,
@@ -475,7 +488,8 @@ fn commit_to_registry(
         &crate::transfer::Sources::with_store(&ctx.store),
     )?;
     Ok(Committed {
-        index: pushed.digest,
+        index: is_index.then(|| pushed.digest.clone()),
+        digest: pushed.digest,
         images,
         dest: dest.to_string(),
         warnings,

@@ -256,6 +256,12 @@ pub enum CopyError {
         #[source]
         source: std::io::Error,
     },
+    /// A registry.
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
+    /// Staging in the store.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     /// No source holds a blob.
     #[error(
         "blob {0} is in none of the places this copy reads from (the image it belongs to was changed or removed)"
@@ -326,4 +332,168 @@ pub fn to_layout(
         writer.tag(t, &desc)?;
     }
     Ok(desc)
+}
+
+/// Copies `root` to `dest`: a registry (by its tag, or by digest), a layout or an archive
+/// (tagged). The digest `dest` now names.
+pub fn to_destination(
+    session: &crate::registry::Session,
+    store: &crate::store::Store,
+    root: &Node,
+    blobs: &dyn Blobs,
+    dest: &crate::oci::reference::Destination,
+) -> Result<String, CopyError> {
+    use crate::oci::reference::Destination;
+    match dest {
+        Destination::Registry(r) => Ok(crate::registry::push::push(session, r, root, blobs)?.digest),
+        Destination::Layout { dir, tag } => {
+            let writer = LayoutWriter::open(dir)?;
+            Ok(to_layout(&writer, root, Some(tag), blobs, Some(session))?
+                .digest()
+                .to_string())
+        }
+        Destination::Archive { file, tag } => {
+            let staging = store.staging()?;
+            let dir = staging.path().join("layout");
+            let writer = LayoutWriter::open(&dir)?;
+            let desc = to_layout(&writer, root, Some(tag), blobs, Some(session))?;
+            drop(writer);
+            crate::oci::write::pack_archive(&dir, file, &std::collections::BTreeMap::new())?;
+            Ok(desc.digest().to_string())
+        }
+    }
+}
+
+/// Where the documents of an opened image are read from.
+pub enum Docs<'s> {
+    /// A registry repository (documents cached in the store).
+    Registry(crate::registry::Repository<'s>),
+    /// A layout.
+    Layout(crate::oci::layout::Layout),
+}
+
+impl Documents for Docs<'_> {
+    fn read(&self, d: &Descriptor) -> Result<Vec<u8>, SelectError> {
+        match self {
+            Docs::Registry(r) => r.read(d),
+            Docs::Layout(l) => l.read(d),
+        }
+    }
+}
+
+/// An image or index opened to be copied by digest: its root, its documents, and where its
+/// blobs are.
+pub struct Opened<'s> {
+    /// What the reference names.
+    pub root: Descriptor,
+    /// Its documents.
+    pub docs: Docs<'s>,
+    /// `registry/repository` for a registry image.
+    pub origin: Option<String>,
+    /// Keeps an extracted archive alive.
+    pub staging: Option<tempfile::TempDir>,
+}
+
+/// Why an image could not be opened for copying.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// Not an image that can be copied.
+    #[error("`{0}` is not an image to copy; name a registry reference, oci:DIR[:TAG] or oci-archive:FILE[:TAG]")]
+    NotAnImage(String),
+    /// Opening it.
+    #[error(transparent)]
+    Source(#[from] crate::oci::source::SourceError),
+    /// Reading its documents.
+    #[error(transparent)]
+    Select(#[from] SelectError),
+}
+
+/// The descriptor `tag` names in a layout's `index.json` (the only entry when no tag is given).
+pub fn layout_root(
+    layout: &crate::oci::layout::Layout,
+    tag: Option<&str>,
+) -> Result<Descriptor, SelectError> {
+    let index = layout.index()?.typed;
+    let tags: Vec<&str> = index
+        .manifests()
+        .iter()
+        .filter_map(crate::oci::document::ref_name)
+        .collect();
+    let dir = layout.dir().display().to_string();
+    let tags_s = if tags.is_empty() {
+        "none".to_string()
+    } else {
+        tags.join(", ")
+    };
+    let entries: Vec<&Descriptor> = index
+        .manifests()
+        .iter()
+        .filter(|d| tag.is_none_or(|t| crate::oci::document::ref_name(d) == Some(t)))
+        .collect();
+    match (entries.as_slice(), tag) {
+        ([one], _) => Ok((*one).clone()),
+        ([], Some(t)) => Err(SelectError::NoTag {
+            tag: t.to_string(),
+            dir,
+            tags: tags_s,
+        }),
+        _ => Err(SelectError::Ambiguous { dir, tags: tags_s }),
+    }
+}
+
+/// Opens `reference` (a registry image through `session`, a layout, an archive extracted under
+/// `staging_dir`) for copying.
+pub fn open<'s>(
+    reference: &crate::oci::reference::Reference,
+    session: &'s crate::registry::Session,
+    store: &'s crate::store::Store,
+    staging_dir: &std::path::Path,
+) -> Result<Opened<'s>, OpenError> {
+    use crate::oci::source::ImageSource;
+    match ImageSource::open(reference, staging_dir)? {
+        ImageSource::Registry(r) => {
+            let origin = format!("{}/{}", r.registry, r.repository);
+            let repo = crate::registry::Repository {
+                session,
+                reference: r,
+                store,
+            };
+            let root = repo.root()?;
+            Ok(Opened {
+                root,
+                docs: Docs::Registry(repo),
+                origin: Some(origin),
+                staging: None,
+            })
+        }
+        ImageSource::Layout {
+            layout,
+            tag,
+            _staging,
+        } => {
+            let root = layout_root(&layout, tag.as_deref())?;
+            Ok(Opened {
+                root,
+                docs: Docs::Layout(layout),
+                origin: None,
+                staging: _staging,
+            })
+        }
+        ImageSource::Rootfs(_) | ImageSource::Scratch => {
+            Err(OpenError::NotAnImage(reference.to_string()))
+        }
+    }
+}
+
+impl Opened<'_> {
+    /// The tree below `d` (the root, or an entry of it), and where its blobs are.
+    pub fn tree(&self, d: &Descriptor, sources: &mut Sources<'_>) -> Result<Node, SelectError> {
+        let node = tree(&self.docs, d, 0)?;
+        match (&self.docs, &self.origin) {
+            (Docs::Layout(l), _) => sources.add_layout(l, &node),
+            (Docs::Registry(_), Some(o)) => sources.add_repository(o, &node),
+            (Docs::Registry(_), None) => {}
+        }
+        Ok(node)
+    }
 }

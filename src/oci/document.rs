@@ -86,6 +86,11 @@ pub fn sha256_digest(hex: &str) -> Digest {
         .expect("a sha256 hex digest is valid")
 }
 
+/// A descriptor with only what names the content: media type, digest and size.
+pub fn bare(d: &Descriptor) -> Descriptor {
+    Descriptor::new(d.media_type().clone(), d.size(), d.digest().clone())
+}
+
 /// Is this descriptor an index (OCI index or Docker manifest list)?
 pub fn is_index(d: &Descriptor) -> bool {
     match d.media_type() {

@@ -102,15 +102,15 @@ async fn send_blob(
 }
 
 /// Pushes `root` and everything it needs to `dest`: by `dest`'s tag, or by digest when it has
-/// none.
+/// none. A manifest or index the repository has already is not pushed again, nor anything
+/// below it (a registry keeps a manifest only with what it names): promoting a tag within a
+/// repository writes the tag alone.
 pub fn push(
     session: &Session,
     dest: &RegistryRef,
     root: &Node,
     files: &dyn Blobs,
 ) -> Result<Pushed, RegistryError> {
-    let mut blobs = Vec::new();
-    root.blobs(&mut blobs);
     let mut pushed = Pushed {
         digest: digest_of(root.bytes()),
         uploaded: 0,
@@ -119,6 +119,26 @@ pub fn push(
         copied: 0,
     };
     session.block_on(async {
+        // Which documents the repository has, root included.
+        let mut docs = Vec::new();
+        root.below(&mut docs);
+        docs.push((root.bytes().to_vec(), root.media_type().to_string()));
+        let digests: Vec<String> = docs.iter().map(|(b, _)| digest_of(b)).collect();
+        let present: Vec<bool> = stream::iter(&digests)
+            .map(|d| async move {
+                Ok::<bool, RegistryError>(session.client.head_manifest(dest, d, true).await?.is_some())
+            })
+            .buffered(PARALLEL)
+            .try_collect()
+            .await?;
+        let have: std::collections::HashSet<&str> = digests
+            .iter()
+            .zip(&present)
+            .filter(|(_, p)| **p)
+            .map(|(d, _)| d.as_str())
+            .collect();
+        let mut blobs = Vec::new();
+        needed_blobs(root, &have, &mut blobs);
         let done: Vec<Done> = stream::iter(&blobs)
             .map(|(d, size)| push_blob(session, dest, files, d, *size))
             .buffer_unordered(PARALLEL)
@@ -132,22 +152,52 @@ pub fn push(
                 Done::Copied => pushed.copied += 1,
             }
         }
-        let mut children = Vec::new();
-        root.below(&mut children);
-        for (bytes, media_type) in &children {
-            let d = digest_of(bytes);
-            session
-                .client
-                .put_manifest(dest, &d, media_type, bytes)
-                .await?;
+        for ((bytes, media_type), d) in docs.iter().zip(&digests).take(docs.len() - 1) {
+            if !have.contains(d.as_str()) {
+                session
+                    .client
+                    .put_manifest(dest, d, media_type, bytes)
+                    .await?;
+            }
         }
-        let reference = dest.tag.clone().unwrap_or_else(|| pushed.digest.clone());
-        session
-            .client
-            .put_manifest(dest, &reference, root.media_type(), root.bytes())
-            .await?;
+        match &dest.tag {
+            Some(tag) => {
+                session
+                    .client
+                    .put_manifest(dest, tag, root.media_type(), root.bytes())
+                    .await?;
+            }
+            None if !have.contains(pushed.digest.as_str()) => {
+                session
+                    .client
+                    .put_manifest(dest, &pushed.digest, root.media_type(), root.bytes())
+                    .await?;
+            }
+            None => {}
+        }
         tracing::info!(dest = %dest, digest = %pushed.digest, "pushed");
         Ok::<(), RegistryError>(())
     })?;
     Ok(pushed)
+}
+
+/// The blobs below `node` that are not under a document the repository has.
+fn needed_blobs(
+    node: &Node,
+    have: &std::collections::HashSet<&str>,
+    out: &mut Vec<(String, u64)>,
+) {
+    if have.contains(node.digest().as_str()) {
+        return;
+    }
+    match node {
+        Node::Manifest { blobs, .. } => {
+            for b in blobs {
+                if !out.contains(b) {
+                    out.push(b.clone());
+                }
+            }
+        }
+        Node::Index { children, .. } => children.iter().for_each(|c| needed_blobs(c, have, out)),
+    }
 }

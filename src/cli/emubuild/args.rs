@@ -74,6 +74,13 @@ pub enum Command {
     /// Push a local image or index (oci:DIR[:TAG], oci-archive:FILE[:TAG]) to a registry:
     /// blobs, child manifests, then the index; by tag, or by digest when DEST has no tag.
     Push(PushArgs),
+    /// Join images (by digest, from registries or layouts) into a manifest list, annotate it,
+    /// and push it.
+    #[command(subcommand)]
+    Manifest(ManifestCommand),
+    /// Point tags at an image or index by digest: within a registry no layer moves (manifests
+    /// are copied, blobs mounted); across registries blobs are streamed, never unpacked.
+    Tag(TagArgs),
     /// Check credentials against a registry, then save them (auth file, mode 0600).
     Login(LoginArgs),
     /// Remove saved credentials for a registry.
@@ -140,6 +147,13 @@ pub struct CommitArgs {
     /// User of the image.
     #[arg(long, value_name = "USER[:GROUP]")]
     pub user: Option<String>,
+    /// Push an index even for a single platform (to a registry; otherwise its image manifest
+    /// is pushed alone, as `docker push` does).
+    #[arg(long)]
+    pub index: bool,
+    /// Write the digest DEST now names to this file.
+    #[arg(long, value_name = "FILE")]
+    pub digestfile: Option<PathBuf>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -173,6 +187,193 @@ pub struct PushArgs {
     /// Write the pushed digest to this file.
     #[arg(long, value_name = "FILE")]
     pub digestfile: Option<PathBuf>,
+    /// Push an index of one image as an index (otherwise its image manifest goes alone).
+    #[arg(long)]
+    pub index: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `manifest` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ManifestCommand {
+    /// Make a manifest list (kept in the store) from images.
+    Create(ManifestCreateArgs),
+    /// Add images to a list.
+    Add(ManifestAddArgs),
+    /// Remove an entry from a list, by digest.
+    Remove(ManifestRemoveArgs),
+    /// Change an entry's platform or annotations, or (`--index`) the list's annotations.
+    Annotate(ManifestAnnotateArgs),
+    /// Print a list's JSON (a local list's, or a registry's exact bytes).
+    Inspect(ManifestInspectArgs),
+    /// Push a list: every child the destination lacks, then the list.
+    Push(ManifestPushArgs),
+    /// Remove local lists.
+    Rm(ManifestRmArgs),
+    /// List the local lists.
+    Ls(ManifestLsArgs),
+}
+
+/// Which images of an index an argument brings.
+#[derive(Debug, Args, Clone)]
+pub struct PickArgs {
+    /// From an index, take every image.
+    #[arg(long)]
+    pub all: bool,
+    /// From an index, take the image for this platform.
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Option<String>,
+}
+
+/// `manifest create` arguments.
+#[derive(Debug, Args)]
+pub struct ManifestCreateArgs {
+    /// The list's name (usually the reference it will be pushed to).
+    #[arg(value_name = "LIST")]
+    pub list: String,
+    /// Images: registry references (by tag or digest), oci:DIR[:TAG], oci-archive:FILE[:TAG].
+    #[arg(value_name = "IMAGE")]
+    pub images: Vec<String>,
+    #[allow(missing_docs)]
+    #[command(flatten)]
+    pub pick: PickArgs,
+    /// Start from the existing list of that name, or from the index LIST names.
+    #[arg(long)]
+    pub amend: bool,
+}
+
+/// `manifest add` arguments.
+#[derive(Debug, Args)]
+pub struct ManifestAddArgs {
+    /// The list.
+    #[arg(value_name = "LIST")]
+    pub list: String,
+    /// Images to add.
+    #[arg(value_name = "IMAGE", required = true)]
+    pub images: Vec<String>,
+    #[allow(missing_docs)]
+    #[command(flatten)]
+    pub pick: PickArgs,
+}
+
+/// `manifest remove` arguments.
+#[derive(Debug, Args)]
+pub struct ManifestRemoveArgs {
+    /// The list.
+    #[arg(value_name = "LIST")]
+    pub list: String,
+    /// The entry's digest.
+    #[arg(value_name = "DIGEST")]
+    pub digest: String,
+}
+
+/// `manifest annotate` arguments.
+#[derive(Debug, Args)]
+pub struct ManifestAnnotateArgs {
+    /// The list.
+    #[arg(value_name = "LIST")]
+    pub list: String,
+    /// The entry: its digest, or an image whose manifest is in the list.
+    #[arg(value_name = "IMAGE|DIGEST", required_unless_present = "index")]
+    pub entry: Option<String>,
+    /// Annotate the list itself (with `--annotation`).
+    #[arg(long)]
+    pub index: bool,
+    /// The operating system.
+    #[arg(long, value_name = "OS")]
+    pub os: Option<String>,
+    /// The architecture.
+    #[arg(long, value_name = "ARCH")]
+    pub arch: Option<String>,
+    /// The variant ('' removes it).
+    #[arg(long, value_name = "VARIANT")]
+    pub variant: Option<String>,
+    /// The OS version (`os.version`).
+    #[arg(long, value_name = "VERSION")]
+    pub os_version: Option<String>,
+    /// OS features, comma-separated (`os.features`).
+    #[arg(long, value_name = "FEATURES")]
+    pub os_features: Option<String>,
+    /// An annotation, K=V.
+    #[arg(long = "annotation", value_name = "K=V")]
+    pub annotations: Vec<String>,
+}
+
+/// `manifest inspect` arguments.
+#[derive(Debug, Args)]
+pub struct ManifestInspectArgs {
+    /// A local list, or an image reference (its exact bytes).
+    #[arg(value_name = "LIST|REF")]
+    pub target: String,
+    /// With each child's layers and size.
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
+}
+
+/// The list formats.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ListFormat {
+    /// An OCI image index.
+    Oci,
+    /// A Docker manifest list (schema 2).
+    Docker,
+}
+
+/// `manifest push` arguments.
+#[derive(Debug, Args)]
+pub struct ManifestPushArgs {
+    /// The list.
+    #[arg(value_name = "LIST")]
+    pub list: String,
+    /// Where to (default: the list's name): a registry reference, oci:DIR:TAG, oci-archive:FILE:TAG.
+    #[arg(value_name = "DEST")]
+    pub dest: Option<String>,
+    /// The list's format.
+    #[arg(long, value_enum, default_value = "oci")]
+    pub format: ListFormat,
+    /// Write the list's digest to this file.
+    #[arg(long, value_name = "FILE")]
+    pub digestfile: Option<PathBuf>,
+    /// Remove the local list once pushed.
+    #[arg(long)]
+    pub rm: bool,
+    /// Merge with the registry's list just before writing, and check again after (for jobs
+    /// adding to one list at once).
+    #[arg(long)]
+    pub amend_remote: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `manifest rm` arguments.
+#[derive(Debug, Args)]
+pub struct ManifestRmArgs {
+    /// The lists.
+    #[arg(value_name = "LIST", required = true)]
+    pub lists: Vec<String>,
+}
+
+/// `manifest ls` arguments.
+#[derive(Debug, Args)]
+pub struct ManifestLsArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `tag` arguments.
+#[derive(Debug, Args)]
+pub struct TagArgs {
+    /// The image or index: a registry reference, oci:DIR[:TAG], oci-archive:FILE[:TAG].
+    #[arg(value_name = "SRC")]
+    pub src: String,
+    /// Where to point at it: registry references (by tag, or a repository to copy into by
+    /// digest), oci:DIR:TAG.
+    #[arg(value_name = "DEST", required = true)]
+    pub dests: Vec<String>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,

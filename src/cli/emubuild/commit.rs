@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 
-use super::{CommitArgs, Settings, pairs};
+use super::{CommitArgs, Settings, pairs, write_digestfile};
 use crate::cli::{Exit, UsageError};
 use crate::commit::{self, CommitOptions, ConfigEdits};
 use crate::container::Context;
@@ -34,15 +34,22 @@ pub fn run(s: &Settings, ctx: &Context, a: &CommitArgs) -> Result<Exit> {
         workdir: a.workdir.clone(),
         user: a.user.clone(),
     };
-    let opts = CommitOptions { compression, edits };
+    let opts = CommitOptions {
+        compression,
+        edits,
+        index: a.index,
+    };
     let done = commit::commit(ctx, &a.name, &dest, &opts)?;
     for w in &done.warnings {
         p.warn(w);
     }
+    if let Some(f) = &a.digestfile {
+        write_digestfile(f, &done.digest)?;
+    }
     if a.json {
         p.json(&done);
     } else {
-        p.data(&done.index);
+        p.data(&done.digest);
         for i in &done.images {
             p.info(format!(
                 "{} {} ({} layers)",
@@ -51,7 +58,10 @@ pub fn run(s: &Settings, ctx: &Context, a: &CommitArgs) -> Result<Exit> {
                 i.layers.len()
             ));
         }
-        p.info(format!("wrote {} (index {})", done.dest, done.index));
+        match &done.index {
+            Some(i) => p.info(format!("wrote {} (index {i})", done.dest)),
+            None => p.info(format!("wrote {} (image manifest {})", done.dest, done.digest)),
+        }
     }
     Ok(Exit::Success)
 }

@@ -11,8 +11,10 @@ mod copy;
 mod from;
 mod inspect;
 mod login;
+mod manifest;
 mod push;
 mod run;
+mod tag;
 
 use std::path::PathBuf;
 
@@ -153,6 +155,8 @@ pub fn run_cli(cli: Cli, s: &Settings) -> Result<Exit> {
         Command::Commit(a) => commit::run(s, &ctx, a),
         Command::Inspect(a) => inspect::run(s, &ctx, a),
         Command::Push(a) => push::run(s, &ctx, a),
+        Command::Manifest(c) => manifest::run(s, &ctx, c),
+        Command::Tag(a) => tag::run(s, &ctx, a),
         Command::Completions(_)
         | Command::Man
         | Command::RunPlatform
@@ -171,6 +175,12 @@ fn parse_platforms(s: &Option<String>) -> Result<Vec<Platform>> {
 fn parse_image(s: &str) -> Result<Reference> {
     Ok(s.parse::<Reference>()
         .map_err(|e| UsageError(e.to_string()))?)
+}
+
+/// Writes `digest` and a newline to `f` (for the job that joins the list).
+fn write_digestfile(f: &std::path::Path, digest: &str) -> Result<()> {
+    crate::util::write_atomic(f, format!("{digest}\n").as_bytes(), 0o644)
+        .with_context(|| format!("cannot write `{}`", f.display()))
 }
 
 /// `K=V` pairs of a repeated flag.

@@ -1,13 +1,14 @@
-//! `emubuild push`: a local image or index to a registry, exactly as it is.
+//! `emubuild push`: a local image or index to a registry, exactly as it is; an index of one
+//! image goes as that image's manifest unless `--index` (as `docker push` does).
 
 use anyhow::Result;
 
-use super::{PushArgs, Settings, parse_image};
+use super::{PushArgs, Settings, parse_image, write_digestfile};
 use crate::cli::{Exit, UsageError};
 use crate::container::Context;
-use crate::oci::document::ref_name;
 use crate::oci::reference::Reference;
 use crate::oci::source::ImageSource;
+use crate::transfer::{self, Node};
 
 /// Runs `push`.
 pub fn run(s: &Settings, ctx: &Context, a: &PushArgs) -> Result<Exit> {
@@ -17,7 +18,7 @@ pub fn run(s: &Settings, ctx: &Context, a: &PushArgs) -> Result<Exit> {
         Reference::Registry(r) => r,
         other => {
             return Err(UsageError(format!(
-                "`{other}` is not a registry reference; `emubuild push` writes to HOST/REPO[:TAG] (a local copy is `emubuild commit`'s or skopeo's job)"
+                "`{other}` is not a registry reference; `emubuild push` writes to HOST/REPO[:TAG] (a local copy is `emubuild tag`'s job)"
             ))
             .into());
         }
@@ -29,36 +30,17 @@ pub fn run(s: &Settings, ctx: &Context, a: &PushArgs) -> Result<Exit> {
         ))
         .into());
     };
-    let index = layout.index()?.typed;
-    let entries: Vec<_> = index
-        .manifests()
-        .iter()
-        .filter(|d| tag.as_deref().is_none_or(|t| ref_name(d) == Some(t)))
-        .collect();
-    let root = match entries.as_slice() {
-        [one] => (*one).clone(),
-        [] => {
-            return Err(UsageError(format!(
-                "no tag `{}` in `{src}`",
-                tag.as_deref().unwrap_or("")
-            ))
-            .into());
-        }
-        _ => {
-            return Err(UsageError(format!(
-                "`{src}` holds several images; name one with `:TAG`"
-            ))
-            .into());
-        }
-    };
-    let tree = crate::transfer::tree(layout, &root, 0)?;
+    let root = transfer::layout_root(layout, tag.as_deref()).map_err(|e| UsageError(e.to_string()))?;
+    let mut tree = transfer::tree(layout, &root, 0)?;
+    if !a.index {
+        tree = single(tree);
+    }
     let session = ctx.session()?;
-    let mut files = crate::transfer::Sources::with_store(&ctx.store);
+    let mut files = transfer::Sources::with_store(&ctx.store);
     files.add_layout(layout, &tree);
     let pushed = crate::registry::push::push(&session, &dest, &tree, &files)?;
     if let Some(f) = &a.digestfile {
-        crate::util::write_atomic(f, format!("{}\n", pushed.digest).as_bytes(), 0o644)
-            .map_err(|e| anyhow::anyhow!("cannot write `{}`: {e}", f.display()))?;
+        write_digestfile(f, &pushed.digest)?;
     }
     if a.json {
         p.json(&pushed);
@@ -70,4 +52,16 @@ pub fn run(s: &Settings, ctx: &Context, a: &PushArgs) -> Result<Exit> {
         ));
     }
     Ok(Exit::Success)
+}
+
+/// An index of exactly one image manifest, as that manifest.
+fn single(tree: Node) -> Node {
+    match tree {
+        Node::Index { mut children, .. }
+            if children.len() == 1 && matches!(children[0], Node::Manifest { .. }) =>
+        {
+            children.pop().expect("one child")
+        }
+        other => other,
+    }
 }

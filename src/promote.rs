@@ -1,0 +1,54 @@
+//! `emubuild tag`: pointing tags at an image or index by digest. The source's exact bytes go
+//! to every destination, so the digest is the same there. Within a registry no layer moves:
+//! what the destination repository has is skipped (within the same repository, only the tag is
+//! written), manifests are copied and blobs mounted from the source repository; across
+//! registries blobs are streamed from one to the other, never unpacked; a layout or archive
+//! gets the blobs copied in.
+
+use crate::container::{ContainerError, Context};
+use crate::oci::reference::{Destination, Reference};
+use crate::transfer::{self, Sources};
+
+/// What `tag` did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Tagged {
+    /// The digest every destination now names.
+    pub digest: String,
+    /// The destinations.
+    pub dests: Vec<String>,
+}
+
+/// Why `tag` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PromoteError {
+    /// Opening the source.
+    #[error(transparent)]
+    Open(#[from] transfer::OpenError),
+    /// Reading its documents.
+    #[error(transparent)]
+    Select(#[from] crate::oci::image::SelectError),
+    /// Copying.
+    #[error(transparent)]
+    Copy(#[from] transfer::CopyError),
+    /// The store or a session.
+    #[error(transparent)]
+    Container(#[from] ContainerError),
+}
+
+/// Points each of `dests` at what `src` names.
+pub fn tag(ctx: &Context, src: &Reference, dests: &[Destination]) -> Result<Tagged, PromoteError> {
+    let session = ctx.session()?;
+    let opened = transfer::open(src, &session, &ctx.store, &ctx.store.root().join("tmp"))?;
+    let mut sources = Sources::with_store(&ctx.store);
+    let root = opened.tree(&opened.root, &mut sources)?;
+    let digest = root.digest();
+    for d in dests {
+        let wrote = transfer::to_destination(&session, &ctx.store, &root, &sources, d)?;
+        debug_assert_eq!(wrote, digest);
+        tracing::info!(dest = %d, %digest, "tagged");
+    }
+    Ok(Tagged {
+        digest,
+        dests: dests.iter().map(ToString::to_string).collect(),
+    })
+}
