@@ -45,6 +45,7 @@ mod commit;
 mod emubuild;
 mod fetch;
 mod harness;
+mod lists;
 mod packaging;
 mod pull_push;
 mod registry;

@@ -14,7 +14,7 @@ use crate::util::*;
 
 /// A pull into a working container: root (the store), the registry and skopeo (which
 /// pushes the fixtures), and the fixtures.
-const PULL: &[Need] = &[
+pub(crate) const PULL: &[Need] = &[
     Need::Root,
     Need::Tool("docker-registry"),
     Need::Tool("skopeo"),
@@ -30,7 +30,7 @@ const PULL_TLS: &[Need] = &[
     Need::Tool("htpasswd"),
 ];
 /// [`PULL`], the sandbox (handlers for arm64, arm and s390x) and Docker, the judge.
-const BUILD_AND_RUN: &[Need] = &[
+pub(crate) const BUILD_AND_RUN: &[Need] = &[
     Need::Root,
     Need::Tool("docker-registry"),
     Need::Tool("skopeo"),
@@ -42,20 +42,20 @@ const BUILD_AND_RUN: &[Need] = &[
     Need::Docker,
 ];
 
-const BASE: &str = "emukit/base";
+pub(crate) const BASE: &str = "emukit/base";
 
 /// emubuild with a store of its own and no credentials from the host: the auth files it
 /// would read (`$REGISTRY_AUTH_FILE`, `$XDG_RUNTIME_DIR/containers/auth.json`,
 /// `$DOCKER_CONFIG/config.json`) all live in `home`.
-struct Client {
-    store: tempfile::TempDir,
-    home: tempfile::TempDir,
+pub(crate) struct Client {
+    pub(crate) store: tempfile::TempDir,
+    pub(crate) home: tempfile::TempDir,
     global: Vec<String>,
 }
 
 impl Client {
     /// A client for `reg`: trusting its CA (`--cert-dir`) when it serves TLS.
-    fn new(reg: &Registry) -> Client {
+    pub(crate) fn new(reg: &Registry) -> Client {
         let mut c = Client::untrusting();
         if reg.mode().tls() {
             c.global
@@ -65,7 +65,7 @@ impl Client {
     }
 
     /// A client that trusts no test CA.
-    fn untrusting() -> Client {
+    pub(crate) fn untrusting() -> Client {
         let home = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(home.path().join("run")).unwrap();
         Client {
@@ -75,11 +75,11 @@ impl Client {
         }
     }
 
-    fn authfile(&self) -> PathBuf {
+    pub(crate) fn authfile(&self) -> PathBuf {
         self.home.path().join("auth.json")
     }
 
-    fn run_with(&self, args: &[&str], stdin: Option<&[u8]>, env: &[(&str, &str)]) -> Run {
+    pub(crate) fn run_with(&self, args: &[&str], stdin: Option<&[u8]>, env: &[(&str, &str)]) -> Run {
         let mut all: Vec<&str> = self.global.iter().map(String::as_str).collect();
         all.extend(args);
         let authfile = self.authfile();
@@ -94,13 +94,13 @@ impl Client {
         emubuild_with(self.store.path(), &all, stdin, &e)
     }
 
-    fn run(&self, args: &[&str]) -> Run {
+    pub(crate) fn run(&self, args: &[&str]) -> Run {
         self.run_with(args, None, &[])
     }
 
     /// Files anywhere in the store named `name` (a blob's or a layer's hex), but for the
     /// records of where blobs came from.
-    fn stored(&self, name: &str) -> Vec<PathBuf> {
+    pub(crate) fn stored(&self, name: &str) -> Vec<PathBuf> {
         fn walk(dir: &Path, name: &str, found: &mut Vec<PathBuf>) {
             for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
                 let p = e.path();
@@ -121,7 +121,7 @@ impl Client {
     }
 
     /// The working containers and their platforms (`ls --json`).
-    fn containers(&self) -> Vec<(String, Vec<String>)> {
+    pub(crate) fn containers(&self) -> Vec<(String, Vec<String>)> {
         let v = self.run(&["ls", "--json"]).success().json();
         v.as_array()
             .unwrap()
@@ -140,7 +140,7 @@ impl Client {
 }
 
 /// Every blob of a layout: digest and size (from its file).
-fn layout_blobs(layout: &Path) -> Vec<(String, u64)> {
+pub(crate) fn layout_blobs(layout: &Path) -> Vec<(String, u64)> {
     std::fs::read_dir(layout.join("blobs/sha256"))
         .unwrap()
         .map(|e| {
@@ -153,7 +153,7 @@ fn layout_blobs(layout: &Path) -> Vec<(String, u64)> {
         .collect()
 }
 
-fn hex(digest: &str) -> &str {
+pub(crate) fn hex(digest: &str) -> &str {
     digest.strip_prefix("sha256:").unwrap()
 }
 
@@ -387,18 +387,18 @@ fn push_by_tag_and_by_digest() {
     )
     .success();
 
-    // Again: every blob is there, nothing is uploaded.
+    // Again: the tag names the index already, so nothing is uploaded, written or even asked
+    // about below it.
     let uploads = reg.count("PUT", "/blobs/uploads/");
+    let (manifest_puts, blob_heads) = (reg.count("PUT", "/manifests/"), reg.count("HEAD", "/blobs/"));
     let v = c
         .run(&["push", "--json", &src, &reg.reference("emukit/pushed:v1")])
         .success()
         .json();
-    assert_eq!(
-        (v["uploaded"].as_u64(), v["existing"].as_u64()),
-        (Some(0), Some(6)),
-        "{v}"
-    );
+    assert_eq!(v["uploaded"].as_u64(), Some(0), "{v}");
     assert_eq!(reg.count("PUT", "/blobs/uploads/"), uploads);
+    assert_eq!(reg.count("PUT", "/manifests/"), manifest_puts);
+    assert_eq!(reg.count("HEAD", "/blobs/"), blob_heads, "{:#?}", reg.requests());
 
     // By digest to another repository: no tag, every blob mounted from emukit/pushed.
     let r = c
@@ -452,16 +452,30 @@ fn push_by_tag_and_by_digest() {
         .count();
     assert_eq!(declined, 6, "{:#?}", reg.requests());
 
-    // An archive.
+    // An archive of one image: its manifest goes alone (as `docker push` sends it), and the
+    // digestfile names it; `--index` keeps the index of one.
     let archive = image("oci-archive-arm64.tar").unwrap();
-    c.run(&[
-        "push",
-        &format!("oci-archive:{}", archive.display()),
-        &reg.reference("emukit/archived:v1"),
-    ])
-    .success();
-    reg.skopeo_inspect_raw("emukit/archived:v1", Creds::Anonymous)
+    let archived = format!("oci-archive:{}", archive.display());
+    let v = c
+        .run(&["push", "--json", &archived, &reg.reference("emukit/archived:v1")])
+        .success()
+        .json();
+    let raw = reg
+        .skopeo_inspect_raw("emukit/archived:v1", Creds::Anonymous)
         .success();
+    let doc: Value = serde_json::from_str(&raw.stdout).unwrap();
+    assert_eq!(doc["mediaType"], "application/vnd.oci.image.manifest.v1+json", "{doc}");
+    assert_eq!(
+        v["digest"].as_str().unwrap(),
+        format!("sha256:{}", sha256_hex(raw.stdout.as_bytes()))
+    );
+    c.run(&["push", "--index", &archived, &reg.reference("emukit/archived:v2")])
+        .success();
+    let raw = reg
+        .skopeo_inspect_raw("emukit/archived:v2", Creds::Anonymous)
+        .success();
+    let doc: Value = serde_json::from_str(&raw.stdout).unwrap();
+    assert_eq!(doc["manifests"].as_array().map(Vec::len), Some(1), "{doc}");
 
     // A destination that is not a registry, and a tag the layout lacks.
     let r = c
@@ -734,7 +748,7 @@ fn tls_token_pull_anonymously_push_with_mounts() {
 }
 case! { tls_token_pull_anonymously_push_with_mounts, needs = PULL + [Tool("openssl")] }
 
-fn sha256_hex(bytes: &[u8]) -> String {
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     ::hex::encode(sha2::Sha256::digest(bytes))
 }
