@@ -190,7 +190,7 @@ pub fn image_config(
     let spec = &mut config.spec;
     spec.set_architecture(document::Arch::from(platform.architecture.as_str()));
     spec.set_os(document::Os::from(platform.os.as_str()));
-    spec.set_variant(platform.variant().map(str::to_string));
+    spec.set_variant(platform.written_variant().map(str::to_string));
     spec.set_created(Some(crate::util::rfc3339(now)));
     let mut diff_ids: Vec<String> = state
         .base_layers

@@ -189,7 +189,10 @@ pub enum ListError {
     Container(#[from] ContainerError),
 }
 
-fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> ListError + 'a {
+fn io_err<'a>(
+    action: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> ListError + 'a {
     move |source| ListError::Io {
         action,
         path: path.to_path_buf(),
@@ -333,8 +336,9 @@ fn manifests_below(
     }
     if crate::oci::document::is_index(d) {
         let bytes = docs.read(d)?;
-        let idx: ImageIndex = crate::oci::document::parse(&bytes, d.digest().as_ref(), "image index")
-            .map_err(|e| SelectError::Malformed(e.to_string()))?;
+        let idx: ImageIndex =
+            crate::oci::document::parse(&bytes, d.digest().as_ref(), "image index")
+                .map_err(|e| SelectError::Malformed(e.to_string()))?;
         for c in idx.manifests() {
             manifests_below(docs, c, depth + 1, out)?;
         }
@@ -627,9 +631,7 @@ fn open_source<'s>(
                 store,
             })
         }
-        Source::Layout { dir } => {
-            transfer::Docs::Layout(crate::oci::layout::Layout::open(dir)?)
-        }
+        Source::Layout { dir } => transfer::Docs::Layout(crate::oci::layout::Layout::open(dir)?),
     })
 }
 
@@ -654,6 +656,19 @@ pub fn tree<'a>(
         };
         let docs = open_source(&e.source, d.digest().as_ref(), session, &ctx.store)
             .map_err(|err| missing(Box::new(err)))?;
+        // Its documents may be cached here, but its blobs come from its repository: it must
+        // still be there (a registry keeps the blobs of the manifests it holds).
+        if let transfer::Docs::Registry(repo) = &docs {
+            let r = &repo.reference;
+            let head = session
+                .block_on(session.client.head_manifest(r, d.digest().as_ref(), false))
+                .map_err(|err| missing(Box::new(err)))?;
+            if head.is_none() {
+                return Err(missing(
+                    format!("it is no longer in {}/{}", r.registry, r.repository).into(),
+                ));
+            }
+        }
         let node = transfer::tree(&docs, d, 0).map_err(|err| missing(Box::new(err)))?;
         match &e.source {
             Source::Registry { repository } => sources.add_repository(repository, &node),
@@ -790,10 +805,18 @@ fn push_amending(
         }
         let before = merged.entries.len();
         add(&mut merged, list.entries.clone());
-        merged_count = merged.entries.len().saturating_sub(list.entries.len()).min(before);
+        merged_count = merged
+            .entries
+            .len()
+            .saturating_sub(list.entries.len())
+            .min(before);
         let (root, sources) = tree(ctx, &merged, format, session)?;
         last_digest = crate::registry::push::push(session, r, &root, &sources)?.digest;
-        tracing::info!(attempt, entries = merged.entries.len(), "wrote the merged list");
+        tracing::info!(
+            attempt,
+            entries = merged.entries.len(),
+            "wrote the merged list"
+        );
         // Long enough for a concurrent writer's read-then-write to land, so it is seen.
         let pause = 300 + (std::process::id() as u64 * 37 + attempt as u64 * 101) % 400;
         std::thread::sleep(std::time::Duration::from_millis(pause));
@@ -831,7 +854,12 @@ pub fn resolve_all(
     let mut out = Vec::new();
     for image in images {
         let opened = transfer::open(image, &session, &ctx.store, &staging)?;
-        out.extend(entries_of(&opened, &image.to_string(), pick, &archives(ctx, list_name))?);
+        out.extend(entries_of(
+            &opened,
+            &image.to_string(),
+            pick,
+            &archives(ctx, list_name),
+        )?);
     }
     Ok(out)
 }
@@ -873,7 +901,10 @@ pub fn from_index(ctx: &Context, name: &str, image: &Reference) -> Result<List, 
             }
         }
     } else {
-        add(&mut list, entries_of(&opened, &image.to_string(), &pick, &archives(ctx, name))?);
+        add(
+            &mut list,
+            entries_of(&opened, &image.to_string(), &pick, &archives(ctx, name))?,
+        );
     }
     Ok(list)
 }
@@ -939,7 +970,11 @@ pub fn inspect_list(ctx: &Context, list: &List, verbose: bool) -> Result<Vec<u8>
 /// `manifest inspect` of an image reference: its root document's exact bytes (as
 /// `docker manifest inspect` prints a remote one); with `verbose`, each child (or the image)
 /// described.
-pub fn inspect_image(ctx: &Context, image: &Reference, verbose: bool) -> Result<Vec<u8>, ListError> {
+pub fn inspect_image(
+    ctx: &Context,
+    image: &Reference,
+    verbose: bool,
+) -> Result<Vec<u8>, ListError> {
     let session = ctx.session()?;
     let opened = transfer::open(image, &session, &ctx.store, &ctx.store.root().join("tmp"))?;
     let bytes = opened.docs.read(&opened.root)?;

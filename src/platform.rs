@@ -70,6 +70,16 @@ impl Platform {
         (!self.variant.is_empty()).then_some(self.variant.as_str())
     }
 
+    /// The variant an image for this platform declares: its own, or `v8` for arm64 without
+    /// one, as BuildKit and containerd write it (`linux/arm64/v8`), so a list made from the
+    /// config names the variant.
+    pub fn written_variant(&self) -> Option<&str> {
+        match self.variant() {
+            None if self.architecture == "arm64" => Some("v8"),
+            v => v,
+        }
+    }
+
     /// Does an image built for `self` satisfy a request for `wanted`? Exact match after
     /// normalisation, plus containerd's fallbacks: an arm/v7 machine runs arm/v6 and arm/v5 images,
     /// an amd64/v3 machine runs amd64/v2 and amd64 (v1) images, arm64/v9 runs arm64 (v8).

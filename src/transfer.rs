@@ -345,7 +345,9 @@ pub fn to_destination(
 ) -> Result<String, CopyError> {
     use crate::oci::reference::Destination;
     match dest {
-        Destination::Registry(r) => Ok(crate::registry::push::push(session, r, root, blobs)?.digest),
+        Destination::Registry(r) => {
+            Ok(crate::registry::push::push(session, r, root, blobs)?.digest)
+        }
         Destination::Layout { dir, tag } => {
             let writer = LayoutWriter::open(dir)?;
             Ok(to_layout(&writer, root, Some(tag), blobs, Some(session))?
@@ -398,7 +400,9 @@ pub struct Opened<'s> {
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     /// Not an image that can be copied.
-    #[error("`{0}` is not an image to copy; name a registry reference, oci:DIR[:TAG] or oci-archive:FILE[:TAG]")]
+    #[error(
+        "`{0}` is not an image to copy; name a registry reference, oci:DIR[:TAG] or oci-archive:FILE[:TAG]"
+    )]
     NotAnImage(String),
     /// Opening it.
     #[error(transparent)]

@@ -128,7 +128,7 @@ pub fn oci_platform(p: &Platform) -> oci_spec::image::Platform {
     let mut out = oci_spec::image::Platform::default();
     out.set_architecture(Arch::from(p.architecture.as_str()));
     out.set_os(Os::from(p.os.as_str()));
-    out.set_variant(p.variant().map(str::to_string));
+    out.set_variant(p.written_variant().map(str::to_string));
     out
 }
 
@@ -231,7 +231,7 @@ impl ImageConfig {
         let mut spec = ImageConfiguration::default();
         spec.set_architecture(Arch::from(platform.architecture.as_str()));
         spec.set_os(Os::from(platform.os.as_str()));
-        spec.set_variant(platform.variant().map(str::to_string));
+        spec.set_variant(platform.written_variant().map(str::to_string));
         spec.set_history(Some(Vec::new()));
         let mut c = ImageConfig {
             spec,

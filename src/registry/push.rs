@@ -126,7 +126,9 @@ pub fn push(
         let digests: Vec<String> = docs.iter().map(|(b, _)| digest_of(b)).collect();
         let present: Vec<bool> = stream::iter(&digests)
             .map(|d| async move {
-                Ok::<bool, RegistryError>(session.client.head_manifest(dest, d, true).await?.is_some())
+                Ok::<bool, RegistryError>(
+                    session.client.head_manifest(dest, d, true).await?.is_some(),
+                )
             })
             .buffered(PARALLEL)
             .try_collect()
@@ -182,11 +184,7 @@ pub fn push(
 }
 
 /// The blobs below `node` that are not under a document the repository has.
-fn needed_blobs(
-    node: &Node,
-    have: &std::collections::HashSet<&str>,
-    out: &mut Vec<(String, u64)>,
-) {
+fn needed_blobs(node: &Node, have: &std::collections::HashSet<&str>, out: &mut Vec<(String, u64)>) {
     if have.contains(node.digest().as_str()) {
         return;
     }

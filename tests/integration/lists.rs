@@ -66,13 +66,13 @@ fn tags(reg: &Registry, repo: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// `skopeo copy --all` of a registry image into a fresh layout: every blob is there and
-/// checks out.
+/// `skopeo copy --all` of a registry image into a fresh directory (`dir:`, which takes
+/// Docker lists as they are): every blob is there and checks out.
 fn skopeo_copies_all(reg: &Registry, path: &str) {
     let out = tempfile::tempdir().unwrap();
     reg.skopeo_pull(
         path,
-        &format!("oci:{}:x", out.path().join("l").display()),
+        &format!("dir:{}", out.path().join("l").display()),
         Creds::Anonymous,
     )
     .success();
@@ -127,7 +127,11 @@ fn per_arch_digests_joined_annotated_and_pushed() {
         );
         digests.push(d);
     }
-    assert_eq!(tags(&reg, &repo), Vec::<String>::new(), "by digest, yet tagged");
+    assert_eq!(
+        tags(&reg, &repo),
+        Vec::<String>::new(),
+        "by digest, yet tagged"
+    );
 
     let joiner = Client::new(&reg);
     let list = reg.reference(&format!("{repo}:v1"));
@@ -140,13 +144,9 @@ fn per_arch_digests_joined_annotated_and_pushed() {
     let r = joiner.run(&args).success();
     assert!(r.stderr.contains("3 entries"), "{}", r.stderr);
     // The platforms come from the configs, variants included.
-    let local: Value = serde_json::from_str(
-        &joiner
-            .run(&["manifest", "inspect", &list])
-            .success()
-            .stdout,
-    )
-    .unwrap();
+    let local: Value =
+        serde_json::from_str(&joiner.run(&["manifest", "inspect", &list]).success().stdout)
+            .unwrap();
     let platforms: Vec<String> = entries(&local).into_iter().map(|(p, _)| p).collect();
     assert_eq!(
         platforms,
@@ -220,12 +220,19 @@ fn per_arch_digests_joined_annotated_and_pushed() {
         "{index}"
     );
     assert_eq!(
-        entries(&index).into_iter().map(|(_, d)| d).collect::<Vec<_>>(),
+        entries(&index)
+            .into_iter()
+            .map(|(_, d)| d)
+            .collect::<Vec<_>>(),
         digests
     );
     // `manifest inspect REF` prints the registry's exact bytes.
     let r = joiner.run(&["manifest", "inspect", &list]).success();
-    assert!(r.stdout.contains("raspberry-pi"), "the local list: {}", r.stdout);
+    assert!(
+        r.stdout.contains("raspberry-pi"),
+        "the local list: {}",
+        r.stdout
+    );
     joiner.run(&["manifest", "rm", &list]).success();
     let r = joiner.run(&["manifest", "inspect", &list]).success();
     assert_eq!(r.stdout.trim_end(), bytes.trim_end());
@@ -247,7 +254,15 @@ fn per_arch_digests_joined_annotated_and_pushed() {
     ] {
         let out = tool(
             "docker",
-            &["run", "--rm", "--pull", "always", "--platform", platform, &list],
+            &[
+                "run",
+                "--rm",
+                "--pull",
+                "always",
+                "--platform",
+                platform,
+                &list,
+            ],
         );
         let _ = tool("docker", &["rmi", "-f", &list]);
         assert_eq!(out.success().stdout.trim(), machine, "{platform}");
@@ -266,7 +281,10 @@ fn docker_format_list_of_docker_images() {
         let mut args = vec!["copy".to_string(), "--format".into(), "v2s2".into()];
         args.extend(reg.skopeo_flags("dest-", Creds::Anonymous));
         args.push(format!("oci:{}:{tag}", layout.display()));
-        args.push(format!("docker://{}", reg.reference(&format!("emukit/v2:{tag}"))));
+        args.push(format!(
+            "docker://{}",
+            reg.reference(&format!("emukit/v2:{tag}"))
+        ));
         skopeo(&args).success();
         refs.push(reg.reference(&format!("emukit/v2:{tag}")));
     }
@@ -293,7 +311,10 @@ fn docker_format_list_of_docker_images() {
         );
     }
     assert_eq!(
-        entries(&doc).into_iter().map(|(p, _)| p).collect::<Vec<_>>(),
+        entries(&doc)
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect::<Vec<_>>(),
         ["linux/arm64/v8", "linux/s390x"]
     );
     let m = tool("docker", &["manifest", "inspect", "--insecure", &list]).success();
@@ -334,9 +355,14 @@ fn promote_within_and_across_registries() {
         .iter()
         .filter(|r| r.method == "GET" && r.uri.contains("/blobs/"))
         .collect();
-    assert!(blob_gets.is_empty(), "a promote fetched blobs: {blob_gets:#?}");
     assert!(
-        !during.iter().any(|r| r.uri.contains("/blobs/uploads/") && !r.uri.contains("mount=")),
+        blob_gets.is_empty(),
+        "a promote fetched blobs: {blob_gets:#?}"
+    );
+    assert!(
+        !during
+            .iter()
+            .any(|r| r.uri.contains("/blobs/uploads/") && !r.uri.contains("mount=")),
         "a promote uploaded: {during:#?}"
     );
     let mounts = during
@@ -359,7 +385,11 @@ fn promote_within_and_across_registries() {
     skopeo_copies_all(&other, "emukit/mirror:v1");
     for b in pushed.blobs() {
         let hex = b.strip_prefix("sha256:").unwrap();
-        assert!(c2.stored(hex).is_empty(), "{b} was stored: {:?}", c2.stored(hex));
+        assert!(
+            c2.stored(hex).is_empty(),
+            "{b} was stored: {:?}",
+            c2.stored(hex)
+        );
     }
 
     // Into a layout: every blob copied; umoci and skopeo read it.
@@ -386,7 +416,7 @@ fn promote_within_and_across_registries() {
 case! { promote_within_and_across_registries, needs = PULL + [Tool("umoci")] }
 
 /// A list from two local layouts, pushed to `oci:merged:v1`: one layout with one index whose
-/// blobs are all present (umoci, skopeo and oci-image-tool judge it); the same list pushed to a
+/// blobs are all present (umoci and skopeo judge it; oci-image-tool 1.0 predates indexes); the same list pushed to a
 /// registry (blobs copied from the layouts) and to an archive.
 fn a_list_from_local_layouts() {
     let reg = Registry::start(Mode::Plain);
@@ -423,7 +453,10 @@ fn a_list_from_local_layouts() {
     assert_eq!(digest_of(&r.stdout), digest);
     let index: Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(
-        entries(&index).into_iter().map(|(p, _)| p).collect::<Vec<_>>(),
+        entries(&index)
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect::<Vec<_>>(),
         ["linux/arm64/v8", "linux/s390x"]
     );
     skopeo(&[
@@ -433,13 +466,6 @@ fn a_list_from_local_layouts() {
         &format!("oci:{}:x", dir.path().join("check").display()),
     ])
     .success();
-    if have("oci-image-tool") {
-        tool(
-            "oci-image-tool",
-            &["validate", "--type", "imageLayout", "--ref", "v1", merged.to_str().unwrap()],
-        )
-        .success();
-    }
     // Every blob of the index's children is in the merged layout.
     let mut files: Vec<String> = std::fs::read_dir(merged.join("blobs/sha256"))
         .unwrap()
@@ -452,7 +478,12 @@ fn a_list_from_local_layouts() {
 
     // The same list to a registry (blobs copied from the layouts) and to an archive.
     let pushed = c
-        .run(&["manifest", "push", "mylist", &reg.reference("emukit/local:v1")])
+        .run(&[
+            "manifest",
+            "push",
+            "mylist",
+            &reg.reference("emukit/local:v1"),
+        ])
         .success()
         .stdout
         .trim()
@@ -468,12 +499,22 @@ fn a_list_from_local_layouts() {
         &format!("oci-archive:{}:v1", archive.display()),
     ])
     .success();
-    let r = skopeo(&["inspect", "--raw", &format!("oci-archive:{}:v1", archive.display())])
-        .success();
+    let r = skopeo(&[
+        "inspect",
+        "--raw",
+        &format!("oci-archive:{}:v1", archive.display()),
+    ])
+    .success();
     assert_eq!(digest_of(&r.stdout), digest);
     // `--rm` removed the list.
-    let r = c.run(&["manifest", "push", "mylist", "oci:/nowhere:v1"]).code_is(1);
-    assert!(r.stderr.contains("no manifest list `mylist`"), "{}", r.stderr);
+    let r = c
+        .run(&["manifest", "push", "mylist", "oci:/nowhere:v1"])
+        .code_is(1);
+    assert!(
+        r.stderr.contains("no manifest list `mylist`"),
+        "{}",
+        r.stderr
+    );
 }
 case! { a_list_from_local_layouts, needs = PULL + [Tool("umoci")] }
 
@@ -503,22 +544,31 @@ fn append_to_a_remote_list_and_a_missing_child() {
     // An index without `--platform`/`--all`: its platforms are named.
     let r = c.run(&["manifest", "create", "x", &list]).code_is(2);
     assert!(
-        r.stderr.contains("linux/arm64/v8") && r.stderr.contains("--all"),
+        r.stderr.contains("linux/arm64, linux/arm/v7") && r.stderr.contains("--all"),
         "{}",
         r.stderr
     );
     c.run(&["manifest", "create", "--amend", &list]).success();
     let fixture = image("oci-umoci").unwrap();
     let uploads = reg.count("PUT", "/blobs/uploads/");
-    c.run(&["manifest", "add", &list, &format!("oci:{}:s390x", fixture.display())])
-        .success();
+    c.run(&[
+        "manifest",
+        "add",
+        &list,
+        &format!("oci:{}:s390x", fixture.display()),
+    ])
+    .success();
     let digest = c
         .run(&["manifest", "push", &list])
         .success()
         .stdout
         .trim()
         .to_string();
-    assert_eq!(reg.count("PUT", "/blobs/uploads/"), uploads + 2, "config and layer");
+    assert_eq!(
+        reg.count("PUT", "/blobs/uploads/"),
+        uploads + 2,
+        "config and layer"
+    );
     let (bytes, index) = raw(&reg, "emukit/multi:v1");
     assert_eq!(digest_of(&bytes), digest);
     let got = entries(&index);
@@ -536,9 +586,15 @@ fn append_to_a_remote_list_and_a_missing_child() {
     // A rebuilt arm64 image (another digest, the same platform) replaces the arm64 entry.
     let rebuilt = tempfile::tempdir().unwrap();
     let rebuilt_ref = format!("oci:{}:arm64", rebuilt.path().join("l").display());
-    c.run(&["from", "--platform", "linux/arm64", &format!("oci:{}:arm64", fixture.display())])
+    c.run(&[
+        "from",
+        "--platform",
+        "linux/arm64",
+        &format!("oci:{}:arm64", fixture.display()),
+    ])
+    .success();
+    c.run(&["commit", "--label", "rebuilt=yes", &rebuilt_ref])
         .success();
-    c.run(&["commit", "--label", "rebuilt=yes", &rebuilt_ref]).success();
     let r = c.run(&["manifest", "add", &list, &rebuilt_ref]).success();
     assert!(r.stderr.contains("replaces"), "{}", r.stderr);
     let v: Value =

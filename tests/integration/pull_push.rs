@@ -79,7 +79,12 @@ impl Client {
         self.home.path().join("auth.json")
     }
 
-    pub(crate) fn run_with(&self, args: &[&str], stdin: Option<&[u8]>, env: &[(&str, &str)]) -> Run {
+    pub(crate) fn run_with(
+        &self,
+        args: &[&str],
+        stdin: Option<&[u8]>,
+        env: &[(&str, &str)],
+    ) -> Run {
         let mut all: Vec<&str> = self.global.iter().map(String::as_str).collect();
         all.extend(args);
         let authfile = self.authfile();
@@ -390,7 +395,10 @@ fn push_by_tag_and_by_digest() {
     // Again: the tag names the index already, so nothing is uploaded, written or even asked
     // about below it.
     let uploads = reg.count("PUT", "/blobs/uploads/");
-    let (manifest_puts, blob_heads) = (reg.count("PUT", "/manifests/"), reg.count("HEAD", "/blobs/"));
+    let (manifest_puts, blob_heads) = (
+        reg.count("PUT", "/manifests/"),
+        reg.count("HEAD", "/blobs/"),
+    );
     let v = c
         .run(&["push", "--json", &src, &reg.reference("emukit/pushed:v1")])
         .success()
@@ -398,7 +406,12 @@ fn push_by_tag_and_by_digest() {
     assert_eq!(v["uploaded"].as_u64(), Some(0), "{v}");
     assert_eq!(reg.count("PUT", "/blobs/uploads/"), uploads);
     assert_eq!(reg.count("PUT", "/manifests/"), manifest_puts);
-    assert_eq!(reg.count("HEAD", "/blobs/"), blob_heads, "{:#?}", reg.requests());
+    assert_eq!(
+        reg.count("HEAD", "/blobs/"),
+        blob_heads,
+        "{:#?}",
+        reg.requests()
+    );
 
     // By digest to another repository: no tag, every blob mounted from emukit/pushed.
     let r = c
@@ -457,20 +470,33 @@ fn push_by_tag_and_by_digest() {
     let archive = image("oci-archive-arm64.tar").unwrap();
     let archived = format!("oci-archive:{}", archive.display());
     let v = c
-        .run(&["push", "--json", &archived, &reg.reference("emukit/archived:v1")])
+        .run(&[
+            "push",
+            "--json",
+            &archived,
+            &reg.reference("emukit/archived:v1"),
+        ])
         .success()
         .json();
     let raw = reg
         .skopeo_inspect_raw("emukit/archived:v1", Creds::Anonymous)
         .success();
     let doc: Value = serde_json::from_str(&raw.stdout).unwrap();
-    assert_eq!(doc["mediaType"], "application/vnd.oci.image.manifest.v1+json", "{doc}");
+    assert_eq!(
+        doc["mediaType"], "application/vnd.oci.image.manifest.v1+json",
+        "{doc}"
+    );
     assert_eq!(
         v["digest"].as_str().unwrap(),
         format!("sha256:{}", sha256_hex(raw.stdout.as_bytes()))
     );
-    c.run(&["push", "--index", &archived, &reg.reference("emukit/archived:v2")])
-        .success();
+    c.run(&[
+        "push",
+        "--index",
+        &archived,
+        &reg.reference("emukit/archived:v2"),
+    ])
+    .success();
     let raw = reg
         .skopeo_inspect_raw("emukit/archived:v2", Creds::Anonymous)
         .success();

@@ -60,7 +60,10 @@ pub fn run(s: &Settings, ctx: &Context, a: &CommitArgs) -> Result<Exit> {
         }
         match &done.index {
             Some(i) => p.info(format!("wrote {} (index {i})", done.dest)),
-            None => p.info(format!("wrote {} (image manifest {})", done.dest, done.digest)),
+            None => p.info(format!(
+                "wrote {} (image manifest {})",
+                done.dest, done.digest
+            )),
         }
     }
     Ok(Exit::Success)

@@ -39,7 +39,9 @@ fn pick(a: &PickArgs) -> Result<Pick> {
         ),
     };
     if a.all && platform.is_some() {
-        return Err(UsageError("`--all` and `--platform` choose differently; pass one".into()).into());
+        return Err(
+            UsageError("`--all` and `--platform` choose differently; pass one".into()).into(),
+        );
     }
     Ok(Pick {
         all: a.all,
@@ -180,7 +182,10 @@ fn annotate(s: &Settings, ctx: &Context, a: &ManifestAnnotateArgs) -> Result<Exi
         s.printer.info(format!("annotated {}", list.name));
         return Ok(Exit::Success);
     }
-    let entry = a.entry.as_deref().expect("clap requires it without --index");
+    let entry = a
+        .entry
+        .as_deref()
+        .expect("clap requires it without --index");
     // An image names the entries it would add: its manifest's digest.
     let digests: Vec<String> = if entry.starts_with("sha256:") {
         vec![entry.to_string()]

@@ -30,7 +30,8 @@ pub fn run(s: &Settings, ctx: &Context, a: &PushArgs) -> Result<Exit> {
         ))
         .into());
     };
-    let root = transfer::layout_root(layout, tag.as_deref()).map_err(|e| UsageError(e.to_string()))?;
+    let root =
+        transfer::layout_root(layout, tag.as_deref()).map_err(|e| UsageError(e.to_string()))?;
     let mut tree = transfer::tree(layout, &root, 0)?;
     if !a.index {
         tree = single(tree);
