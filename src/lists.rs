@@ -23,10 +23,7 @@ use crate::transfer::{self, Node, Opened, Sources};
 /// The list file format's version.
 pub const LIST_VERSION: u32 = 1;
 
-/// Docker's manifest list and image manifest media types.
-pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-/// Docker's image manifest media type.
-pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+use crate::oci::document::{MT_DOCKER_LIST as DOCKER_LIST, MT_DOCKER_MANIFEST as DOCKER_MANIFEST};
 
 /// A manifest list being put together.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -109,16 +106,33 @@ pub enum ListError {
         /// Their platforms.
         platforms: String,
     },
-    /// `--format docker` with an OCI child.
+    /// `--format docker` with a child a Docker manifest list cannot name.
     #[error(
-        "`--format docker`: {digest} ({platform}) is an OCI image manifest, which a Docker manifest list cannot name for clients that read only Docker's formats; push with `--format oci` (the default), or list Docker v2 images"
+        "`--format docker`: {digest} ({platform}) is {kind}, which a Docker manifest list cannot name for clients that read only Docker's formats; push with `--format oci` (the default), or list Docker v2 images"
     )]
     DockerFormat {
         /// The child.
         digest: String,
         /// Its platform.
         platform: String,
+        /// What it is.
+        kind: &'static str,
     },
+    /// Two entries of ours for one platform (`--amend-remote` would drop one).
+    #[error(
+        "the list has two entries for {platform} ({first} and {second}); remove one with `emubuild manifest remove`"
+    )]
+    SamePlatform {
+        /// The platform.
+        platform: String,
+        /// One entry.
+        first: String,
+        /// The other.
+        second: String,
+    },
+    /// A document from a registry or a layout that is not what it should be.
+    #[error("{0}")]
+    Malformed(String),
     /// A child that cannot be read; nothing was written.
     #[error("entry {digest} ({platform}) cannot be read from {source_name}; nothing was written")]
     MissingChild {
@@ -186,7 +200,13 @@ pub enum ListError {
     Layout(#[from] crate::oci::layout::LayoutError),
     /// The store.
     #[error(transparent)]
-    Container(#[from] ContainerError),
+    Container(Box<ContainerError>),
+}
+
+impl From<ContainerError> for ListError {
+    fn from(e: ContainerError) -> Self {
+        ListError::Container(Box::new(e))
+    }
 }
 
 fn io_err<'a>(
@@ -226,7 +246,12 @@ pub fn lock(ctx: &Context) -> Result<crate::util::FileLock, ListError> {
 
 /// The list `name`, if there is one.
 pub fn load(ctx: &Context, name: &str) -> Result<Option<List>, ListError> {
-    let path = file(ctx, name);
+    read_file(&file(ctx, name))
+}
+
+/// A list file, checked (None: there is none).
+fn read_file(path: &Path) -> Result<Option<List>, ListError> {
+    let path = path.to_path_buf();
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -264,12 +289,14 @@ pub fn save(ctx: &Context, list: &List) -> Result<(), ListError> {
 /// Removes the list `name` (and the layouts of archives added to it); false when there was none.
 pub fn remove(ctx: &Context, name: &str) -> Result<bool, ListError> {
     let path = file(ctx, name);
+    // The list first: it must never name layouts that are gone.
+    let existed = match std::fs::remove_file(&path) {
+        Ok(()) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(e) => return Err(io_err("remove", &path)(e)),
+    };
     let _ = std::fs::remove_dir_all(archives(ctx, name));
-    match std::fs::remove_file(&path) {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(io_err("remove", &path)(e)),
-    }
+    Ok(existed)
 }
 
 /// Every list, by name.
@@ -281,12 +308,10 @@ pub fn all(ctx: &Context) -> Result<Vec<List>, ListError> {
     for e in rd.filter_map(Result::ok) {
         let p = e.path();
         if p.extension().is_some_and(|x| x == "json") {
-            let bytes = std::fs::read(&p).map_err(io_err("read", &p))?;
-            let list: List = serde_json::from_slice(&bytes).map_err(|e| ListError::BadFile {
+            out.push(read_file(&p)?.ok_or_else(|| ListError::BadFile {
                 path: p.clone(),
-                reason: e.to_string(),
-            })?;
-            out.push(list);
+                reason: "it went away while being read".into(),
+            })?);
         }
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -380,6 +405,61 @@ pub fn platform_name(d: &Descriptor) -> String {
         .unwrap_or_else(|| "no platform".into())
 }
 
+/// The manifests an image brings: itself; an index's (all, the one for a platform, or the
+/// only one; attestations left out).
+fn chosen(opened: &Opened<'_>, name: &str, pick: &Pick) -> Result<Vec<Descriptor>, ListError> {
+    let mut found = Vec::new();
+    manifests_below(&opened.docs, &opened.root, 0, &mut found)?;
+    if found.is_empty() {
+        return Err(ListError::Malformed(format!(
+            "{name} holds no image (an index of attestations only, or of nothing)"
+        )));
+    }
+    Ok(
+        if !crate::oci::document::is_index(&opened.root) || pick.all {
+            found
+        } else if let Some(p) = &pick.platform {
+            let sel = crate::oci::image::select_from(
+                &opened.docs,
+                std::slice::from_ref(&opened.root),
+                Some(p),
+                name,
+            )?;
+            vec![sel.manifest_desc]
+        } else if found.len() == 1 {
+            found
+        } else {
+            let platforms = found
+                .iter()
+                .map(|d| match config_platform(&opened.docs, d) {
+                    Ok(p) => crate::oci::document::platform_of(&p).to_string(),
+                    Err(_) => platform_name(d),
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(ListError::ChooseEntry {
+                image: name.to_string(),
+                count: found.len(),
+                platforms,
+            });
+        },
+    )
+}
+
+/// The digests of the manifests `image` names (`manifest annotate IMAGE`), nothing kept.
+pub fn digests_of(ctx: &Context, image: &Reference) -> Result<Vec<String>, ListError> {
+    let session = ctx.session()?;
+    let opened = transfer::open(image, &session, &ctx.store, &ctx.store.root().join("tmp"))?;
+    let pick = Pick {
+        all: true,
+        platform: None,
+    };
+    Ok(chosen(&opened, &image.to_string(), &pick)?
+        .iter()
+        .map(|d| d.digest().to_string())
+        .collect())
+}
+
 /// The entries an image brings to a list: a manifest; an index's images (all of them, the one
 /// for a platform, or the only one).
 pub fn entries_of(
@@ -388,35 +468,7 @@ pub fn entries_of(
     pick: &Pick,
     list_archives: &Path,
 ) -> Result<Vec<Entry>, ListError> {
-    let mut found = Vec::new();
-    manifests_below(&opened.docs, &opened.root, 0, &mut found)?;
-    let chosen: Vec<Descriptor> = if !crate::oci::document::is_index(&opened.root) || pick.all {
-        found
-    } else if let Some(p) = &pick.platform {
-        let sel = crate::oci::image::select_from(
-            &opened.docs,
-            std::slice::from_ref(&opened.root),
-            Some(p),
-            name,
-        )?;
-        vec![sel.manifest_desc]
-    } else if found.len() == 1 {
-        found
-    } else {
-        let platforms = found
-            .iter()
-            .map(|d| match config_platform(&opened.docs, d) {
-                Ok(p) => crate::oci::document::platform_of(&p).to_string(),
-                Err(_) => platform_name(d),
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
-        return Err(ListError::ChooseEntry {
-            image: name.to_string(),
-            count: found.len(),
-            platforms,
-        });
-    };
+    let chosen = chosen(opened, name, pick)?;
     // Platforms first: an archive's layout is moved away below.
     let descs = chosen
         .into_iter()
@@ -469,14 +521,26 @@ fn keep_archive(l: &crate::oci::layout::Layout, under: &Path) -> Result<PathBuf,
     Ok(kept)
 }
 
+/// Do two descriptors name one platform (after normalisation: `arm64` is `arm64/v8`)?
+fn same_platform(a: &Descriptor, b: &Descriptor) -> bool {
+    let key = |d: &Descriptor| {
+        d.platform().as_ref().map(|p| {
+            (
+                crate::oci::document::platform_of(p),
+                p.os_version().clone(),
+                p.os_features().clone().unwrap_or_default(),
+            )
+        })
+    };
+    key(a).is_some() && key(a) == key(b)
+}
+
 /// Adds `entries` to `list`: an entry of the same digest is replaced, and so is one for the
 /// same platform (a rebuild of that platform); the messages say which were replaced.
 pub fn add(list: &mut List, entries: Vec<Entry>) -> Vec<String> {
     let mut notes = Vec::new();
     for e in entries {
-        let same_platform = |x: &Entry| {
-            x.descriptor.platform().is_some() && x.descriptor.platform() == e.descriptor.platform()
-        };
+        let same_platform = |x: &Entry| same_platform(&x.descriptor, &e.descriptor);
         if let Some(i) = list
             .entries
             .iter()
@@ -585,10 +649,18 @@ pub fn index_bytes(list: &List, format: Format) -> Result<(Vec<u8>, String), Lis
             let mut manifests = Vec::new();
             for e in &list.entries {
                 let d = &e.descriptor;
-                if d.media_type().to_string() != DOCKER_MANIFEST {
+                let mt = d.media_type().to_string();
+                if mt != DOCKER_MANIFEST {
                     return Err(ListError::DockerFormat {
                         digest: d.digest().to_string(),
                         platform: platform_name(d),
+                        kind: if crate::oci::document::is_index(d) {
+                            "an index (a Docker manifest list names image manifests only)"
+                        } else if mt == MediaType::ImageManifest.to_string() {
+                            "an OCI image manifest"
+                        } else {
+                            "not a Docker v2 image manifest"
+                        },
                     });
                 }
                 let mut v = serde_json::json!({
@@ -620,8 +692,9 @@ fn open_source<'s>(
 ) -> Result<transfer::Docs<'s>, ListError> {
     Ok(match source {
         Source::Registry { repository } => {
-            let r = transfer::origin_ref(repository)
-                .ok_or_else(|| ListError::Usage(format!("`{repository}` is not a repository")))?;
+            let r = transfer::origin_ref(repository).ok_or_else(|| {
+                ListError::Malformed(format!("`{repository}` is not a repository"))
+            })?;
             transfer::Docs::Registry(crate::registry::Repository {
                 session,
                 reference: RegistryRef {
@@ -718,7 +791,7 @@ pub fn push(
     match dest {
         Destination::Registry(r) if amend_remote => push_amending(ctx, &session, list, r, format),
         _ if amend_remote => Err(ListError::Usage(
-            "`--amend-remote` is for registries: a layout is changed under a lock, so a plain push is safe there".into(),
+            "`--amend-remote` is for registries; to add to a local layout's list, `emubuild manifest create --amend oci:DIR:TAG` and push it back".into(),
         )),
         _ => {
             let (root, sources) = tree(ctx, list, format, &session)?;
@@ -736,33 +809,42 @@ pub fn push(
 /// How often `--amend-remote` writes before giving up.
 const AMEND_TRIES: usize = 8;
 
-/// The entries of the remote index `r` names (None: there is none yet).
+/// The remote list `r` names: its digest and entries (None: there is none yet).
 fn remote_entries(
     session: &crate::registry::Session,
     r: &RegistryRef,
-) -> Result<Option<Vec<Descriptor>>, ListError> {
-    let head = session.block_on(session.client.head_manifest(r, &r.reference(), false))?;
-    if head.is_none() {
-        return Ok(None);
-    }
-    let m = session.manifest(r)?;
+) -> Result<Option<(String, Vec<Descriptor>)>, ListError> {
+    let m = match session.manifest(r) {
+        Ok(m) => m,
+        Err(crate::registry::RegistryError::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
     let v: serde_json::Value =
-        serde_json::from_slice(&m.bytes).map_err(|e| ListError::Usage(format!("{r}: {e}")))?;
+        serde_json::from_slice(&m.bytes).map_err(|e| ListError::Malformed(format!("{r}: {e}")))?;
     if v.get("manifests").is_none() {
         return Err(ListError::Usage(format!(
             "{r} is an image, not a list; `--amend-remote` adds to a list"
         )));
     }
     let idx: ImageIndex = crate::oci::document::parse(&m.bytes, &m.digest, "image index")
-        .map_err(|e| ListError::Usage(e.to_string()))?;
-    Ok(Some(idx.manifests().clone()))
+        .map_err(|e| ListError::Malformed(e.to_string()))?;
+    Ok(Some((m.digest, idx.manifests().clone())))
+}
+
+/// Our digests `remote` lacks.
+fn lacking(ours: &[String], remote: &[Descriptor]) -> Vec<String> {
+    ours.iter()
+        .filter(|d| !remote.iter().any(|x| x.digest().to_string() == **d))
+        .cloned()
+        .collect()
 }
 
 /// `--amend-remote`: reads the remote list, merges ours into it (ours win for the same
 /// digest or platform), writes, waits, reads it again; while an entry of ours is missing
 /// (another job wrote in between), merges and writes again. Registries have no compare-and-
 /// swap, so this narrows the window to a read and a write but cannot close it: the wait
-/// after each write is what lets a concurrent writer's loss be seen and repaired.
+/// after each write is what lets a concurrent writer's loss be seen and repaired. What is
+/// reported is what the tag names when it was last read back.
 fn push_amending(
     ctx: &Context,
     session: &crate::registry::Session,
@@ -770,32 +852,42 @@ fn push_amending(
     r: &RegistryRef,
     format: Format,
 ) -> Result<Pushed, ListError> {
+    if r.tag.is_none() || r.digest.is_some() {
+        return Err(ListError::Usage(format!(
+            "`--amend-remote` adds to the list a tag names; `{r}` {}",
+            if r.digest.is_some() {
+                "pins a digest"
+            } else {
+                "has no tag"
+            }
+        )));
+    }
+    // Ours must not replace each other in the merge, or one could never land.
+    for (i, a) in list.entries.iter().enumerate() {
+        if let Some(b) = list.entries[..i]
+            .iter()
+            .find(|b| same_platform(&a.descriptor, &b.descriptor))
+        {
+            return Err(ListError::SamePlatform {
+                platform: platform_name(&a.descriptor),
+                first: b.descriptor.digest().to_string(),
+                second: a.descriptor.digest().to_string(),
+            });
+        }
+    }
     let ours: Vec<String> = list
         .entries
         .iter()
         .map(|e| e.descriptor.digest().to_string())
         .collect();
     let repository = format!("{}/{}", r.registry, r.repository);
-    let mut merged_count = 0;
-    let mut last_digest = String::new();
+    let mut remote = remote_entries(session, r)?;
     for attempt in 1..=AMEND_TRIES {
-        let remote = remote_entries(session, r)?.unwrap_or_default();
-        let missing: Vec<&String> = ours
-            .iter()
-            .filter(|d| !remote.iter().any(|x| x.digest().to_string() == **d))
-            .collect();
-        if missing.is_empty() && attempt > 1 {
-            return Ok(Pushed {
-                digest: last_digest,
-                dest: r.to_string(),
-                entries: remote.len(),
-                merged: merged_count,
-            });
-        }
+        let theirs = remote.as_ref().map(|(_, e)| e.clone()).unwrap_or_default();
         // Theirs first (in their order, the ones ours replace left out), then ours.
         let mut merged = new_list(&list.name);
         merged.annotations = list.annotations.clone();
-        for d in &remote {
+        for d in &theirs {
             merged.entries.push(Entry {
                 descriptor: d.clone(),
                 source: Source::Registry {
@@ -803,15 +895,9 @@ fn push_amending(
                 },
             });
         }
-        let before = merged.entries.len();
         add(&mut merged, list.entries.clone());
-        merged_count = merged
-            .entries
-            .len()
-            .saturating_sub(list.entries.len())
-            .min(before);
         let (root, sources) = tree(ctx, &merged, format, session)?;
-        last_digest = crate::registry::push::push(session, r, &root, &sources)?.digest;
+        crate::registry::push::push(session, r, &root, &sources)?;
         tracing::info!(
             attempt,
             entries = merged.entries.len(),
@@ -820,24 +906,26 @@ fn push_amending(
         // Long enough for a concurrent writer's read-then-write to land, so it is seen.
         let pause = 300 + (std::process::id() as u64 * 37 + attempt as u64 * 101) % 400;
         std::thread::sleep(std::time::Duration::from_millis(pause));
+        remote = remote_entries(session, r)?;
+        if let Some((digest, now)) = &remote
+            && lacking(&ours, now).is_empty()
+        {
+            let kept = now
+                .iter()
+                .filter(|d| !ours.contains(&d.digest().to_string()))
+                .count();
+            return Ok(Pushed {
+                digest: digest.clone(),
+                dest: r.to_string(),
+                entries: now.len(),
+                merged: kept,
+            });
+        }
     }
-    let remote = remote_entries(session, r)?.unwrap_or_default();
-    let missing: Vec<String> = ours
-        .iter()
-        .filter(|d| !remote.iter().any(|x| x.digest().to_string() == **d))
-        .cloned()
-        .collect();
-    if missing.is_empty() {
-        return Ok(Pushed {
-            digest: last_digest,
-            dest: r.to_string(),
-            entries: remote.len(),
-            merged: merged_count,
-        });
-    }
+    let now = remote.map(|(_, e)| e).unwrap_or_default();
     Err(ListError::Lost {
         dest: r.to_string(),
-        missing: missing.join(", "),
+        missing: lacking(&ours, &now).join(", "),
         tries: AMEND_TRIES,
     })
 }
@@ -878,7 +966,7 @@ pub fn from_index(ctx: &Context, name: &str, image: &Reference) -> Result<List, 
         let bytes = opened.docs.read(&opened.root)?;
         let idx: ImageIndex =
             crate::oci::document::parse(&bytes, opened.root.digest().as_ref(), "image index")
-                .map_err(|e| ListError::Usage(e.to_string()))?;
+                .map_err(|e| ListError::Malformed(e.to_string()))?;
         if let Some(a) = idx.annotations() {
             list.annotations = a.clone().into_iter().collect();
         }
@@ -894,10 +982,13 @@ pub fn from_index(ctx: &Context, name: &str, image: &Reference) -> Result<List, 
         };
         for d in idx.manifests() {
             if !is_attestation(d) {
-                list.entries.push(Entry {
-                    descriptor: d.clone(),
-                    source: source.clone(),
-                });
+                add(
+                    &mut list,
+                    vec![Entry {
+                        descriptor: d.clone(),
+                        source: source.clone(),
+                    }],
+                );
             }
         }
     } else {
@@ -930,13 +1021,13 @@ pub struct Child {
 fn describe(docs: &dyn Documents, reference: String, d: &Descriptor) -> Result<Child, ListError> {
     let bytes = docs.read(d)?;
     let manifest: serde_json::Value = serde_json::from_slice(&bytes)
-        .map_err(|e| ListError::Usage(format!("{reference}: {}: {e}", d.digest())))?;
+        .map_err(|e| ListError::Malformed(format!("{reference}: {}: {e}", d.digest())))?;
     let (layers, size) = if crate::oci::document::is_index(d) {
         (0, d.size())
     } else {
         let m: ImageManifest =
             crate::oci::document::parse(&bytes, d.digest().as_ref(), "image manifest")
-                .map_err(|e| ListError::Usage(e.to_string()))?;
+                .map_err(|e| ListError::Malformed(e.to_string()))?;
         let layers: u64 = m.layers().iter().map(|l| l.size()).sum();
         (m.layers().len(), d.size() + m.config().size() + layers)
     };
@@ -985,7 +1076,7 @@ pub fn inspect_image(
     let children = if crate::oci::document::is_index(&opened.root) {
         let idx: ImageIndex =
             crate::oci::document::parse(&bytes, opened.root.digest().as_ref(), "image index")
-                .map_err(|e| ListError::Usage(e.to_string()))?;
+                .map_err(|e| ListError::Malformed(e.to_string()))?;
         idx.manifests().clone()
     } else {
         vec![opened.root.clone()]

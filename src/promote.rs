@@ -32,7 +32,13 @@ pub enum PromoteError {
     Copy(#[from] transfer::CopyError),
     /// The store or a session.
     #[error(transparent)]
-    Container(#[from] ContainerError),
+    Container(Box<ContainerError>),
+}
+
+impl From<ContainerError> for PromoteError {
+    fn from(e: ContainerError) -> Self {
+        PromoteError::Container(Box::new(e))
+    }
 }
 
 /// Points each of `dests` at what `src` names.

@@ -6,7 +6,6 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Mutex;
 
 use crate::oci::document::{
     Descriptor, ImageIndex, ImageManifest, MediaType, describe, is_index, parse,
@@ -82,50 +81,115 @@ impl Node {
         }
     }
 
-    /// Every manifest and index below it, children before their parents (not itself).
+    /// Every manifest and index below it, once each, children before their parents (not
+    /// itself).
     pub fn below(&self, out: &mut Vec<(Vec<u8>, String)>) {
         if let Node::Index { children, .. } = self {
             for c in children {
                 c.below(out);
-                out.push((c.bytes().to_vec(), c.media_type().to_string()));
+                if !out.iter().any(|(b, _)| b.as_slice() == c.bytes()) {
+                    out.push((c.bytes().to_vec(), c.media_type().to_string()));
+                }
             }
+        }
+    }
+
+    /// How many documents it holds, itself included (repeats counted).
+    pub fn count(&self) -> usize {
+        match self {
+            Node::Manifest { .. } => 1,
+            Node::Index { children, .. } => 1 + children.iter().map(Node::count).sum::<usize>(),
         }
     }
 }
 
-/// The tree below `d` in `docs` (every document read and checked against its descriptor).
+/// The most documents (counting repeats) a tree may hold: an index naming the same child many
+/// times, nested, would otherwise cost exponentially many reads and nodes.
+pub const MAX_NODES: usize = 4096;
+
+/// The tree below `d` in `docs` (every document read and checked against its descriptor, and
+/// its own `mediaType`, when it has one, agreeing with the descriptor's).
 pub fn tree(docs: &dyn Documents, d: &Descriptor, depth: usize) -> Result<Node, SelectError> {
-    if depth > 8 {
-        return Err(SelectError::Malformed(
-            "image indexes nest more than 8 deep".into(),
-        ));
+    let mut walk = Walk {
+        docs,
+        seen: HashMap::new(),
+        nodes: 0,
+    };
+    walk.node(d, depth)
+}
+
+struct Walk<'d> {
+    docs: &'d dyn Documents,
+    /// Documents read so far, by digest (a repeated child is read once).
+    seen: HashMap<String, Node>,
+    nodes: usize,
+}
+
+impl Walk<'_> {
+    fn node(&mut self, d: &Descriptor, depth: usize) -> Result<Node, SelectError> {
+        if depth > 8 {
+            return Err(SelectError::Malformed(
+                "image indexes nest more than 8 deep".into(),
+            ));
+        }
+        self.nodes += 1;
+        if self.nodes > MAX_NODES {
+            return Err(SelectError::Malformed(format!(
+                "the image names more than {MAX_NODES} manifests and indexes"
+            )));
+        }
+        if let Some(n) = self.seen.get(d.digest().as_ref()) {
+            let n = n.clone();
+            // A repeat counts with everything below it.
+            self.nodes += n.count() - 1;
+            return Ok(n);
+        }
+        let bytes = self.docs.read(d)?;
+        let media_type = d.media_type().to_string();
+        let bad = |e: crate::oci::document::DocError| SelectError::Malformed(e.to_string());
+        let own = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| {
+                v.get("mediaType")
+                    .and_then(|m| m.as_str())
+                    .map(str::to_string)
+            });
+        if let Some(own) = own
+            && own != media_type
+        {
+            return Err(SelectError::Malformed(format!(
+                "{} says it is {own}, but it is named as {media_type}",
+                d.digest()
+            )));
+        }
+        let node = if is_index(d) {
+            let idx: ImageIndex = parse(&bytes, d.digest().as_ref(), "image index").map_err(bad)?;
+            let children = idx
+                .manifests()
+                .iter()
+                .map(|c| self.node(c, depth + 1))
+                .collect::<Result<Vec<_>, _>>()?;
+            Node::Index {
+                bytes,
+                media_type,
+                children,
+            }
+        } else {
+            let m: ImageManifest =
+                parse(&bytes, d.digest().as_ref(), "image manifest").map_err(bad)?;
+            let blobs = std::iter::once(m.config())
+                .chain(m.layers())
+                .map(|b| (b.digest().to_string(), b.size()))
+                .collect();
+            Node::Manifest {
+                bytes,
+                media_type,
+                blobs,
+            }
+        };
+        self.seen.insert(d.digest().to_string(), node.clone());
+        Ok(node)
     }
-    let bytes = docs.read(d)?;
-    let media_type = d.media_type().to_string();
-    let bad = |e: crate::oci::document::DocError| SelectError::Malformed(e.to_string());
-    if is_index(d) {
-        let idx: ImageIndex = parse(&bytes, d.digest().as_ref(), "image index").map_err(bad)?;
-        let children = idx
-            .manifests()
-            .iter()
-            .map(|c| tree(docs, c, depth + 1))
-            .collect::<Result<Vec<_>, _>>()?;
-        return Ok(Node::Index {
-            bytes,
-            media_type,
-            children,
-        });
-    }
-    let m: ImageManifest = parse(&bytes, d.digest().as_ref(), "image manifest").map_err(bad)?;
-    let blobs = std::iter::once(m.config())
-        .chain(m.layers())
-        .map(|b| (b.digest().to_string(), b.size()))
-        .collect();
-    Ok(Node::Manifest {
-        bytes,
-        media_type,
-        blobs,
-    })
 }
 
 /// Where the blobs of a copy can be had.
@@ -157,7 +221,6 @@ pub struct Sources<'a> {
     files: HashMap<String, PathBuf>,
     origins: HashMap<String, Vec<String>>,
     store: Option<&'a crate::store::Store>,
-    learned: Mutex<Vec<(String, String)>>,
 }
 
 impl<'a> Sources<'a> {
@@ -228,13 +291,8 @@ impl Blobs for Sources<'_> {
     }
 
     fn held(&self, digest: &str, origin: &str) {
-        match self.store {
-            Some(store) => store.record_origin(digest, origin),
-            None => self
-                .learned
-                .lock()
-                .expect("not poisoned")
-                .push((digest.to_string(), origin.to_string())),
+        if let Some(store) = self.store {
+            store.record_origin(digest, origin);
         }
     }
 }
@@ -282,7 +340,13 @@ pub fn to_layout(
     let mut all = Vec::new();
     root.blobs(&mut all);
     for (digest, size) in &all {
-        if writer.layout().has_blob(digest) {
+        let kept = writer
+            .layout()
+            .blob_path(digest)
+            .ok()
+            .and_then(|p| std::fs::symlink_metadata(p).ok())
+            .is_some_and(|m| m.is_file() && m.len() == *size);
+        if kept {
             continue;
         }
         let read_err = |from: String| {
@@ -294,7 +358,8 @@ pub fn to_layout(
             }
         };
         if let Some(file) = blobs.file(digest) {
-            let f = std::fs::File::open(&file).map_err(read_err(file.display().to_string()))?;
+            let f = crate::oci::layout::open_regular(&file)
+                .map_err(read_err(file.display().to_string()))?;
             writer.put_verified(digest, *size, f).map_err(|e| match e {
                 WriteError::Io { source, .. }
                     if source.kind() == std::io::ErrorKind::InvalidData =>
@@ -305,20 +370,28 @@ pub fn to_layout(
             })?;
             continue;
         }
-        let remote = blobs
-            .origins(digest)
-            .iter()
-            .find_map(|o| origin_ref(o).zip(Some(o.clone())));
-        match (remote, session) {
-            (Some((r, o)), Some(session)) => {
-                writer
-                    .put_verified(digest, *size, session.blob(&r, digest, *size))
-                    .map_err(|e| match e {
-                        WriteError::Io { source, .. } => read_err(o.clone())(source),
-                        other => CopyError::Write(other),
-                    })?;
+        // Every repository known to hold it, in turn (a record may be stale).
+        let Some(session) = session else {
+            return Err(CopyError::NoSource(digest.clone()));
+        };
+        let mut failure = None;
+        let mut copied = false;
+        for o in blobs.origins(digest) {
+            let Some(r) = origin_ref(&o) else { continue };
+            match writer.put_verified(digest, *size, session.blob(&r, digest, *size)) {
+                Ok(_) => {
+                    copied = true;
+                    break;
+                }
+                Err(WriteError::Io { source, .. }) => {
+                    tracing::debug!(%digest, origin = %o, error = %source, "blob not copied from there");
+                    failure = Some(read_err(o.clone())(source));
+                }
+                Err(other) => return Err(CopyError::Write(other)),
             }
-            _ => return Err(CopyError::NoSource(digest.clone())),
+        }
+        if !copied {
+            return Err(failure.unwrap_or_else(|| CopyError::NoSource(digest.clone())));
         }
     }
     let mut docs = Vec::new();

@@ -386,7 +386,11 @@ mod tests {
         assert!(!is_index(&t));
         let p: Platform = "linux/arm64".parse().unwrap();
         assert_eq!(platform_of(&oci_platform(&p)), p);
+        // arm64 is written `v8`, as BuildKit writes it; s390x has no variant.
         let v: Value = serde_json::to_value(oci_platform(&p)).unwrap();
+        assert_eq!(v["variant"], "v8", "{v}");
+        let s390x: Platform = "linux/s390x".parse().unwrap();
+        let v: Value = serde_json::to_value(oci_platform(&s390x)).unwrap();
         assert!(v.get("variant").is_none(), "{v}");
     }
 }

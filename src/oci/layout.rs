@@ -126,22 +126,7 @@ impl Layout {
     /// Opens a blob for streaming; the caller verifies (see [`VerifyingReader`]).
     pub fn open_blob(&self, digest: &str) -> Result<File, LayoutError> {
         let p = self.blob_path(digest)?;
-        // No symlinks, no FIFOs or devices: a blob is a regular file of the layout.
-        let opened = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-            .open(&p)
-            .and_then(|f| {
-                if f.metadata()?.is_file() {
-                    Ok(f)
-                } else {
-                    Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        "not a regular file",
-                    ))
-                }
-            });
-        opened.map_err(|e| {
+        open_regular(&p).map_err(|e| {
             if e.kind() == io::ErrorKind::NotFound {
                 LayoutError::Missing {
                     digest: digest.to_string(),
@@ -294,6 +279,23 @@ pub fn extract_archive(archive: &Path, dest: &Path) -> Result<Layout, LayoutErro
         io::copy(&mut entry, &mut file).map_err(io_err)?;
     }
     Layout::open(dest)
+}
+
+/// Opens a file that must be a regular file: no symlink is followed, and a FIFO or device is
+/// refused without blocking (what a blob of a layout or the store must be).
+pub fn open_regular(p: &Path) -> io::Result<File> {
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(p)?;
+    if f.metadata()?.is_file() {
+        Ok(f)
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "not a regular file",
+        ))
+    }
 }
 
 #[cfg(test)]

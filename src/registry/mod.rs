@@ -111,6 +111,18 @@ pub enum RegistryError {
         /// What arrived.
         actual: String,
     },
+    /// A destination by digest that names other content than what is pushed.
+    #[error(
+        "`{dest}` names {wanted}, but what is pushed is {actual}; give the repository with a tag or no reference at all"
+    )]
+    WrongDigest {
+        /// The destination.
+        dest: String,
+        /// The digest it names.
+        wanted: String,
+        /// The content's.
+        actual: String,
+    },
     /// A body larger than allowed.
     #[error("`{url}` is larger than {limit} bytes; refusing it")]
     TooLarge {

@@ -118,6 +118,15 @@ pub fn push(
         existing: 0,
         copied: 0,
     };
+    if let Some(wanted) = &dest.digest
+        && *wanted != pushed.digest
+    {
+        return Err(RegistryError::WrongDigest {
+            dest: dest.to_string(),
+            wanted: wanted.clone(),
+            actual: pushed.digest,
+        });
+    }
     session.block_on(async {
         // Which documents the repository has, root included.
         let mut docs = Vec::new();
@@ -163,6 +172,16 @@ pub fn push(
             }
         }
         match &dest.tag {
+            // A tag that names the root already is left as it is.
+            Some(tag)
+                if have.contains(pushed.digest.as_str())
+                    && session
+                        .client
+                        .head_manifest(dest, tag, true)
+                        .await?
+                        .and_then(|h| h.digest)
+                        .as_deref()
+                        == Some(pushed.digest.as_str()) => {}
             Some(tag) => {
                 session
                     .client

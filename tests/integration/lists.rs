@@ -415,7 +415,7 @@ fn promote_within_and_across_registries() {
 }
 case! { promote_within_and_across_registries, needs = PULL + [Tool("umoci")] }
 
-/// A list from two local layouts, pushed to `oci:merged:v1`: one layout with one index whose
+/// A list from a local archive and a layout, pushed to `oci:merged:v1`: one layout with one index whose
 /// blobs are all present (umoci and skopeo judge it; oci-image-tool 1.0 predates indexes); the same list pushed to a
 /// registry (blobs copied from the layouts) and to an archive.
 fn a_list_from_local_layouts() {
@@ -423,16 +423,18 @@ fn a_list_from_local_layouts() {
     let c = Client::new(&reg);
     let dir = tempfile::tempdir().unwrap();
     let fixture = image("oci-umoci").unwrap();
-    // Two layouts built apart: one image each.
-    for (name, tag) in [("a", "arm64"), ("b", "s390x")] {
-        skopeo(&[
-            "copy",
-            &format!("oci:{}:{tag}", fixture.display()),
-            &format!("oci:{}:v1", dir.path().join(name).display()),
-        ])
-        .success();
-    }
-    let a = format!("oci:{}:v1", dir.path().join("a").display());
+    // Two images built apart, one each: an archive (its layout is kept with the list, since
+    // the extracted copy goes away) and a layout.
+    skopeo(&[
+        "copy",
+        &format!("oci:{}:s390x", fixture.display()),
+        &format!("oci:{}:v1", dir.path().join("b").display()),
+    ])
+    .success();
+    let a = format!(
+        "oci-archive:{}",
+        image("oci-archive-arm64.tar").unwrap().display()
+    );
     let b = format!("oci:{}:v1", dir.path().join("b").display());
     c.run(&["manifest", "create", "mylist", &a, &b]).success();
     let merged = dir.path().join("merged");

@@ -93,22 +93,29 @@ fn create(s: &Settings, ctx: &Context, a: &ManifestCreateArgs) -> Result<Exit> {
     let pick = pick(&a.pick)?;
     let refs = images(&a.images)?;
     // Reading images may take a while: done before the lock is held.
-    let entries = lists::resolve_all(ctx, &a.list, &refs, &pick).map_err(usage)?;
-    let _lock = lists::lock(ctx)?;
-    let mut list = match lists::load(ctx, &a.list)? {
-        Some(l) if a.amend => l,
-        Some(_) => return Err(usage(ListError::Exists(a.list.clone()))),
-        // `--amend` without a local list: the index LIST names, if there is one.
-        None if a.amend => {
+    if !a.amend && lists::load(ctx, &a.list)?.is_some() {
+        return Err(usage(ListError::Exists(a.list.clone())));
+    }
+    // `--amend` without a local list: the index LIST names, if there is one. Read, like the
+    // images, before the lock is held.
+    let remote = match a.amend && lists::load(ctx, &a.list)?.is_none() {
+        true => {
             let r = parse_image(&a.list).map_err(|_| {
                 UsageError(format!(
                     "`--amend`: there is no local list `{}`, and it does not name an image",
                     a.list
                 ))
             })?;
-            lists::from_index(ctx, &a.list, &r).map_err(usage)?
+            Some(lists::from_index(ctx, &a.list, &r).map_err(usage)?)
         }
-        None => lists::new_list(&a.list),
+        false => None,
+    };
+    let entries = lists::resolve_all(ctx, &a.list, &refs, &pick).map_err(usage)?;
+    let _lock = lists::lock(ctx)?;
+    let mut list = match lists::load(ctx, &a.list)? {
+        Some(l) if a.amend => l,
+        Some(_) => return Err(usage(ListError::Exists(a.list.clone()))),
+        None => remote.unwrap_or_else(|| lists::new_list(&a.list)),
     };
     let n = entries.len();
     let notes = lists::add(&mut list, entries);
@@ -191,11 +198,7 @@ fn annotate(s: &Settings, ctx: &Context, a: &ManifestAnnotateArgs) -> Result<Exi
         vec![entry.to_string()]
     } else {
         let r = parse_image(entry)?;
-        lists::resolve_all(ctx, &a.list, &[r], &Pick::default())
-            .map_err(usage)?
-            .into_iter()
-            .map(|e| e.descriptor.digest().to_string())
-            .collect()
+        lists::digests_of(ctx, &r).map_err(usage)?
     };
     let _lock = lists::lock(ctx)?;
     let mut list = lists::get(ctx, &a.list)?;
@@ -263,8 +266,19 @@ fn push(s: &Settings, ctx: &Context, a: &ManifestPushArgs) -> Result<Exit> {
         write_digestfile(f, &pushed.digest)?;
     }
     if a.rm {
+        // Only the list that was pushed: one changed meanwhile (`manifest add`) is kept.
         let _lock = lists::lock(ctx)?;
-        lists::remove(ctx, &list.name)?;
+        let now = lists::load(ctx, &list.name)?;
+        let same = now.as_ref().map(|l| serde_json::to_vec(l).ok())
+            == Some(serde_json::to_vec(&list).ok());
+        if same {
+            lists::remove(ctx, &list.name)?;
+        } else if now.is_some() {
+            s.printer.warn(format!(
+                "the list `{}` changed while it was pushed; it is kept (push it again, or `emubuild manifest rm` it)",
+                list.name
+            ));
+        }
     }
     if a.json {
         s.printer.json(&pushed);

@@ -1,7 +1,8 @@
 //! `emubuild`: an emulated build sandbox. Working containers are made from a base image for one
 //! or more platforms (`from`), changed by commands run under emulation (`run`) or files copied
 //! in (`copy`), listed (`ls`), removed (`rm`) and written as images (`commit`); `inspect` shows
-//! an image. The argument definitions are in `args`; each command is a file of its own and
+//! an image, `push` sends a local one to a registry, `manifest` joins images into lists and
+//! `tag` promotes by digest. The argument definitions are in `args`; each command is a file of its own and
 //! gets the [`Settings`] resolved once from the command line and the environment.
 
 mod args;

@@ -48,8 +48,8 @@ pub fn run(s: &Settings, ctx: &Context, a: &PushArgs) -> Result<Exit> {
     } else {
         p.data(&pushed.digest);
         p.info(format!(
-            "pushed {src} to {dest} ({} blobs uploaded, {} mounted, {} there already)",
-            pushed.uploaded, pushed.mounted, pushed.existing
+            "pushed {src} to {dest} ({} blobs uploaded, {} mounted, {} copied from another registry, {} there already)",
+            pushed.uploaded, pushed.mounted, pushed.copied, pushed.existing
         ));
     }
     Ok(Exit::Success)
