@@ -1087,3 +1087,68 @@ pub fn inspect_image(
         .collect::<Result<Vec<_>, _>>()?;
     Ok(serde_json::to_vec_pretty(&out).expect("values serialise"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(digest_byte: u8, platform: &str, variant: Option<&str>) -> Entry {
+        let mut d = crate::oci::document::describe(MediaType::ImageManifest, &[digest_byte]);
+        let (os, arch) = platform.split_once('/').unwrap();
+        let mut p = oci_spec::image::Platform::default();
+        p.set_os(oci_spec::image::Os::from(os));
+        p.set_architecture(oci_spec::image::Arch::from(arch));
+        p.set_variant(variant.map(str::to_string));
+        d.set_platform(Some(p));
+        Entry {
+            descriptor: d,
+            source: Source::Registry {
+                repository: "r.example/x".into(),
+            },
+        }
+    }
+
+    #[test]
+    fn add_replaces_the_same_digest_or_platform_normalised() {
+        let mut l = new_list("l");
+        add(
+            &mut l,
+            vec![
+                entry(1, "linux/arm64", Some("v8")),
+                entry(2, "linux/s390x", None),
+            ],
+        );
+        // arm64 without a variant is arm64/v8: a rebuild replaces it, and says so.
+        let notes = add(&mut l, vec![entry(3, "linux/arm64", None)]);
+        assert_eq!(l.entries.len(), 2);
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(notes[0].contains("replaces"));
+        // arm/v7 is another platform than arm/v6.
+        add(&mut l, vec![entry(4, "linux/arm", Some("v7"))]);
+        add(&mut l, vec![entry(5, "linux/arm", Some("v6"))]);
+        assert_eq!(l.entries.len(), 4);
+        // The same digest again changes nothing.
+        assert!(add(&mut l, vec![entry(2, "linux/s390x", None)]).is_empty());
+        assert_eq!(l.entries.len(), 4);
+    }
+
+    #[test]
+    fn docker_format_refuses_oci_children_and_writes_docker_lists() {
+        let mut l = new_list("l");
+        add(&mut l, vec![entry(1, "linux/arm64", Some("v8"))]);
+        let e = index_bytes(&l, Format::Docker).unwrap_err().to_string();
+        assert!(e.contains("OCI image manifest"), "{e}");
+        let (oci, mt) = index_bytes(&l, Format::Oci).unwrap();
+        assert_eq!(mt, MediaType::ImageIndex.to_string());
+        let v: serde_json::Value = serde_json::from_slice(&oci).unwrap();
+        assert_eq!(v["manifests"][0]["platform"]["variant"], "v8");
+        l.entries[0]
+            .descriptor
+            .set_media_type(MediaType::Other(DOCKER_MANIFEST.into()));
+        let (docker, mt) = index_bytes(&l, Format::Docker).unwrap();
+        assert_eq!(mt, DOCKER_LIST);
+        let v: serde_json::Value = serde_json::from_slice(&docker).unwrap();
+        assert_eq!(v["mediaType"], DOCKER_LIST);
+        assert_eq!(v["manifests"][0]["mediaType"], DOCKER_MANIFEST);
+    }
+}

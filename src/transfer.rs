@@ -574,3 +574,89 @@ impl Opened<'_> {
         Ok(node)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Documents in memory, counting reads.
+    #[derive(Default)]
+    struct Mem {
+        docs: HashMap<String, Vec<u8>>,
+        reads: std::cell::Cell<usize>,
+    }
+
+    impl Mem {
+        fn put(&mut self, mt: MediaType, v: serde_json::Value) -> Descriptor {
+            let bytes = serde_json::to_vec(&v).unwrap();
+            let d = describe(mt, &bytes);
+            self.docs.insert(d.digest().to_string(), bytes);
+            d
+        }
+    }
+
+    impl Documents for Mem {
+        fn read(&self, d: &Descriptor) -> Result<Vec<u8>, SelectError> {
+            self.reads.set(self.reads.get() + 1);
+            self.docs
+                .get(d.digest().as_ref())
+                .cloned()
+                .ok_or_else(|| SelectError::Malformed("missing".into()))
+        }
+    }
+
+    fn manifest(m: &mut Mem, n: u8) -> Descriptor {
+        m.put(
+            MediaType::ImageManifest,
+            json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                    "digest": format!("sha256:{}", crate::digest::sha256_hex(&[n])), "size": 1},
+                "layers": []}),
+        )
+    }
+
+    fn index(m: &mut Mem, children: &[Descriptor]) -> Descriptor {
+        m.put(
+            MediaType::ImageIndex,
+            json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                "manifests": children}),
+        )
+    }
+
+    #[test]
+    fn repeated_children_are_read_once_and_the_tree_is_bounded() {
+        let mut m = Mem::default();
+        let leaf = manifest(&mut m, 1);
+        let mid = index(&mut m, &vec![leaf.clone(); 50]);
+        let root = index(&mut m, &vec![mid.clone(); 50]);
+        let node = tree(&m, &root, 0).unwrap();
+        assert_eq!(node.count(), 1 + 50 + 50 * 50);
+        assert_eq!(m.reads.get(), 3, "each document read once");
+        let mut below = Vec::new();
+        node.below(&mut below);
+        assert_eq!(below.len(), 2, "each document once");
+        let mut blobs = Vec::new();
+        node.blobs(&mut blobs);
+        assert_eq!(blobs.len(), 1);
+
+        // Another level of 50: 125,000 nodes, refused.
+        let top = index(&mut m, &vec![root; 50]);
+        let e = tree(&m, &top, 0).unwrap_err().to_string();
+        assert!(e.contains(&MAX_NODES.to_string()), "{e}");
+    }
+
+    #[test]
+    fn a_document_naming_another_media_type_is_refused() {
+        let mut m = Mem::default();
+        let leaf = manifest(&mut m, 2);
+        // The descriptor says Docker v2; the document says OCI.
+        let mut lying = leaf.clone();
+        lying.set_media_type(MediaType::Other(
+            crate::oci::document::MT_DOCKER_MANIFEST.into(),
+        ));
+        let e = tree(&m, &lying, 0).unwrap_err().to_string();
+        assert!(e.contains("says it is"), "{e}");
+        tree(&m, &leaf, 0).unwrap();
+    }
+}

@@ -671,5 +671,16 @@ fn concurrent_amend_remote_pushes_all_land() {
         ])
         .code_is(2);
     assert!(r.stderr.contains("registries"), "{}", r.stderr);
+    // It adds to the list a tag names: a repository alone is refused.
+    let r = jobs[0]
+        .run(&[
+            "manifest",
+            "push",
+            "--amend-remote",
+            &dest,
+            &reg.reference("emukit/race"),
+        ])
+        .code_is(2);
+    assert!(r.stderr.contains("has no tag"), "{}", r.stderr);
 }
 case! { concurrent_amend_remote_pushes_all_land, needs = PULL }
