@@ -6,6 +6,7 @@
 //! gets the blobs copied in.
 
 use crate::container::{ContainerError, Context};
+use crate::oci::image::Documents as _;
 use crate::oci::reference::{Destination, Reference};
 use crate::transfer::{self, Sources};
 
@@ -30,6 +31,9 @@ pub enum PromoteError {
     /// Copying.
     #[error(transparent)]
     Copy(#[from] transfer::CopyError),
+    /// A registry.
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
     /// The store or a session.
     #[error(transparent)]
     Container(Box<ContainerError>),
@@ -45,11 +49,24 @@ impl From<ContainerError> for PromoteError {
 pub fn tag(ctx: &Context, src: &Reference, dests: &[Destination]) -> Result<Tagged, PromoteError> {
     let session = ctx.session()?;
     let opened = transfer::open(src, &session, &ctx.store, &ctx.store.root().join("tmp"))?;
+    let bytes = opened.docs.read(&opened.root)?;
+    let media_type = opened.root.media_type().to_string();
+    let digest = transfer::digest_of(&bytes);
     let mut sources = Sources::with_store(&ctx.store);
-    let root = opened.tree(&opened.root, &mut sources)?;
-    let digest = root.digest();
+    // The whole tree is read only for a destination that lacks the root.
+    let mut tree = None;
     for d in dests {
-        let wrote = transfer::to_destination(&session, &ctx.store, &root, &sources, d)?;
+        if let Destination::Registry(r) = d
+            && crate::registry::push::retag(&session, r, &bytes, &media_type)?
+        {
+            tracing::info!(dest = %d, %digest, "tagged");
+            continue;
+        }
+        if tree.is_none() {
+            tree = Some(opened.tree(&opened.root, &mut sources)?);
+        }
+        let root = tree.as_ref().expect("read above");
+        let wrote = transfer::to_destination(&session, &ctx.store, root, &sources, d)?;
         debug_assert_eq!(wrote, digest);
         tracing::info!(dest = %d, %digest, "tagged");
     }

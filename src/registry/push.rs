@@ -202,6 +202,52 @@ pub fn push(
     Ok(pushed)
 }
 
+/// When `dest`'s repository has the document `bytes` already, points `dest` at it (PUT of the
+/// same bytes by tag; nothing when the tag names it already, or `dest` has no tag) and says
+/// true: nothing below it is needed. False when the repository lacks it.
+pub fn retag(
+    session: &Session,
+    dest: &RegistryRef,
+    bytes: &[u8],
+    media_type: &str,
+) -> Result<bool, RegistryError> {
+    let digest = digest_of(bytes);
+    if let Some(wanted) = &dest.digest
+        && *wanted != digest
+    {
+        return Err(RegistryError::WrongDigest {
+            dest: dest.to_string(),
+            wanted: wanted.clone(),
+            actual: digest,
+        });
+    }
+    session.block_on(async {
+        if session
+            .client
+            .head_manifest(dest, &digest, true)
+            .await?
+            .is_none()
+        {
+            return Ok(false);
+        }
+        if let Some(tag) = &dest.tag {
+            let named = session
+                .client
+                .head_manifest(dest, tag, true)
+                .await?
+                .and_then(|h| h.digest);
+            if named.as_deref() != Some(digest.as_str()) {
+                session
+                    .client
+                    .put_manifest(dest, tag, media_type, bytes)
+                    .await?;
+            }
+        }
+        tracing::info!(dest = %dest, %digest, "tagged what the repository has");
+        Ok(true)
+    })
+}
+
 /// The blobs below `node` that are not under a document the repository has.
 fn needed_blobs(node: &Node, have: &std::collections::HashSet<&str>, out: &mut Vec<(String, u64)>) {
     if have.contains(node.digest().as_str()) {
