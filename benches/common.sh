@@ -1,5 +1,13 @@
-# Shared by the registry benchmarks (sourced): a local registry, a private skopeo, timing,
-# cold caches, and the large 3-platform image. Expects `$work` and `$images`.
+# Shared by the registry benchmarks (sourced): a release emubuild, a work directory removed
+# on exit, a local registry, a private skopeo, timing, cold caches, and the large 3-platform
+# image. Sets `$emubuild` and `$work`; expects `$images`.
+
+cargo build --release -q --bin emubuild
+emubuild="$PWD/target/release/emubuild"
+work="$(mktemp -d "/tmp/emukit-bench-$(basename "$0" .sh).XXXXXX")"
+registry_pid=""
+cleanup() { [ -n "$registry_pid" ] && kill "$registry_pid" 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
 
 # make_large_image OUT: an OCI layout (tag `multi`) for linux/arm64, linux/arm/v7 and
 # linux/s390x, each that platform's busybox tree and then the Debian arm64 tree with a marker

@@ -28,12 +28,6 @@ done
 for t in docker-registry skopeo docker python3 gzip jq; do
   command -v "$t" >/dev/null || { echo "benches/lists.sh: $t is missing" >&2; exit 2; }
 done
-cargo build --release -q --bin emubuild
-emubuild="$PWD/target/release/emubuild"
-work="$(mktemp -d /tmp/emukit-bench-lists.XXXXXX)"
-registry_pid=""
-cleanup() { [ -n "$registry_pid" ] && kill "$registry_pid" 2>/dev/null; rm -rf "$work"; }
-trap cleanup EXIT
 . benches/common.sh
 make_large_image "$work/image"
 start_registry

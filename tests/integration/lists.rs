@@ -39,6 +39,16 @@ fn entries(index: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The platforms of an index's entries.
+fn platforms(index: &Value) -> Vec<String> {
+    entries(index).into_iter().map(|(p, _)| p).collect()
+}
+
+/// The digests of an index's entries.
+fn entry_digests(index: &Value) -> Vec<String> {
+    entries(index).into_iter().map(|(_, d)| d).collect()
+}
+
 /// `skopeo inspect --raw` of `path` on `reg`: the bytes and the parsed document.
 fn raw(reg: &Registry, path: &str) -> (String, Value) {
     let r = reg.skopeo_inspect_raw(path, Creds::Anonymous).success();
@@ -147,7 +157,7 @@ fn per_arch_digests_joined_annotated_and_pushed() {
     let local: Value =
         serde_json::from_str(&joiner.run(&["manifest", "inspect", &list]).success().stdout)
             .unwrap();
-    let platforms: Vec<String> = entries(&local).into_iter().map(|(p, _)| p).collect();
+    let platforms: Vec<String> = platforms(&local);
     assert_eq!(
         platforms,
         ["linux/arm64/v8", "linux/arm/v7", "linux/s390x"],
@@ -219,13 +229,7 @@ fn per_arch_digests_joined_annotated_and_pushed() {
         index["manifests"][1]["annotations"]["org.example.board"], "raspberry-pi",
         "{index}"
     );
-    assert_eq!(
-        entries(&index)
-            .into_iter()
-            .map(|(_, d)| d)
-            .collect::<Vec<_>>(),
-        digests
-    );
+    assert_eq!(entry_digests(&index), digests);
     // `manifest inspect REF` prints the registry's exact bytes.
     let r = joiner.run(&["manifest", "inspect", &list]).success();
     assert!(
@@ -310,13 +314,7 @@ fn docker_format_list_of_docker_images() {
             "application/vnd.docker.distribution.manifest.v2+json"
         );
     }
-    assert_eq!(
-        entries(&doc)
-            .into_iter()
-            .map(|(p, _)| p)
-            .collect::<Vec<_>>(),
-        ["linux/arm64/v8", "linux/s390x"]
-    );
+    assert_eq!(platforms(&doc), ["linux/arm64/v8", "linux/s390x"]);
     let m = tool("docker", &["manifest", "inspect", "--insecure", &list]).success();
     assert!(
         m.stdout.contains("manifest.list.v2+json") && m.stdout.contains("s390x"),
@@ -454,13 +452,7 @@ fn a_list_from_local_layouts() {
     let r = skopeo(&["inspect", "--raw", &format!("oci:{}:v1", merged.display())]).success();
     assert_eq!(digest_of(&r.stdout), digest);
     let index: Value = serde_json::from_str(&r.stdout).unwrap();
-    assert_eq!(
-        entries(&index)
-            .into_iter()
-            .map(|(p, _)| p)
-            .collect::<Vec<_>>(),
-        ["linux/arm64/v8", "linux/s390x"]
-    );
+    assert_eq!(platforms(&index), ["linux/arm64/v8", "linux/s390x"]);
     skopeo(&[
         "copy",
         "--all",
@@ -655,7 +647,7 @@ fn concurrent_amend_remote_pushes_all_land() {
         }
     });
     let (_, index) = raw(&reg, "emukit/race:v1");
-    let mut got: Vec<String> = entries(&index).into_iter().map(|(_, d)| d).collect();
+    let mut got: Vec<String> = entry_digests(&index);
     let mut want: Vec<String> = pushed.images.iter().map(|i| i.manifest.clone()).collect();
     got.sort();
     want.sort();
