@@ -14,6 +14,7 @@ pub mod binfmt;
 pub mod cli;
 pub mod commit;
 pub mod container;
+pub mod containerfile;
 pub mod digest;
 pub mod dirs;
 pub mod elf;
