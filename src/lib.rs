@@ -11,6 +11,7 @@
 
 pub mod arch;
 pub mod binfmt;
+pub mod build;
 pub mod cli;
 pub mod commit;
 pub mod container;

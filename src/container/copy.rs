@@ -18,6 +18,8 @@ pub struct CopyOptions {
     pub chmod: Option<u32>,
     /// `user[:group]` for every copied entry (names from the image).
     pub chown: Option<String>,
+    /// Only these platforms of the container (all when None).
+    pub platforms: Option<Vec<crate::platform::Platform>>,
 }
 
 /// Copies host files into every platform of a working container as a new step (no emulation),
@@ -51,7 +53,11 @@ pub fn copy_step(
     let into_dir =
         opts.dest.ends_with('/') || opts.sources.len() > 1 || dest_rel.as_os_str().is_empty();
     let mut steps = Vec::new();
-    for p in c.platforms {
+    for p in c
+        .platforms
+        .into_iter()
+        .filter(|p| opts.platforms.as_ref().is_none_or(|o| o.contains(p)))
+    {
         let _lock = cdir.lock_platform(&p)?;
         let mut state = cdir.read_platform(&p)?;
         let pdir = cdir.platform_dir(&p);

@@ -227,7 +227,7 @@ impl Context {
 /// The environment a command sees: the image's, then TARGET*, then `-e`; PATH defaulted.
 pub fn command_env(
     config: &crate::oci::document::ImageConfig,
-    platform: &Platform,
+    platform: Option<&Platform>,
     extra: &[(String, String)],
 ) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = Vec::new();
@@ -243,7 +243,7 @@ pub fn command_env(
             set(k.to_string(), v.to_string());
         }
     }
-    for (k, v) in platform.target_env() {
+    for (k, v) in platform.map(Platform::target_env).unwrap_or_default() {
         set(k, v);
     }
     for (k, v) in extra {
@@ -307,8 +307,13 @@ mod tests {
         });
         let env = command_env(
             &config,
-            &"linux/arm/v7".parse().unwrap(),
+            Some(&"linux/arm/v7".parse().unwrap()),
             &[("A".into(), "2".into())],
+        );
+        let bare = command_env(&config, None, &[]);
+        assert!(
+            !bare.iter().any(|(k, _)| k.starts_with("TARGET")),
+            "{bare:?}"
         );
         assert!(env.contains(&("PATH".into(), "/bin".into())));
         assert!(env.contains(&("A".into(), "2".into())));
@@ -323,7 +328,7 @@ mod tests {
         config.edit_exec(|e| {
             e.set_env(None);
         });
-        let env = command_env(&config, &"linux/arm64".parse().unwrap(), &[]);
+        let env = command_env(&config, Some(&"linux/arm64".parse().unwrap()), &[]);
         assert_eq!(env[0], ("PATH".into(), DEFAULT_PATH.into()));
     }
 }

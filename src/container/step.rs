@@ -34,6 +34,14 @@ pub struct RunOptions {
     pub tty: bool,
     /// `-i`.
     pub stdin: bool,
+    /// TARGETPLATFORM, TARGETOS, TARGETARCH and TARGETVARIANT in the environment (`emubuild
+    /// run`); a build passes only the ARGs a stage declares, as BuildKit does.
+    #[serde(default = "yes")]
+    pub platform_env: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// How a step ended.
@@ -121,7 +129,11 @@ pub fn run_step(
         merged: run.join("merged"),
         userxattr: ctx.rootless,
         argv: opts.argv.clone(),
-        env: command_env(&state.config, platform, &opts.env),
+        env: command_env(
+            &state.config,
+            opts.platform_env.then_some(platform),
+            &opts.env,
+        ),
         cwd,
         user,
         mounts: opts.mounts.clone(),

@@ -69,6 +69,8 @@ pub enum Command {
     Copy(CopyArgs),
     /// Write the working container as images, one per platform, joined by an OCI image index.
     Commit(CommitArgs),
+    /// Build a Containerfile for several platforms at once (one index), under emulation.
+    Build(BuildCmdArgs),
     /// Show an image or index (a layout, an archive, a registry): platforms, layers, history.
     Inspect(InspectArgs),
     /// Push a local image or index (oci:DIR[:TAG], oci-archive:FILE[:TAG]) to a registry:
@@ -488,4 +490,41 @@ pub struct RmArgs {
     /// Remove every working container.
     #[arg(long, conflicts_with = "names")]
     pub all: bool,
+}
+
+/// `build` arguments.
+#[derive(Debug, Args)]
+pub struct BuildCmdArgs {
+    /// The Containerfile (default: CONTEXT/Containerfile, else CONTEXT/Dockerfile); with
+    /// `PLATFORM=FILE`, that platform's own file.
+    #[arg(short = 'f', long = "file", value_name = "[PLATFORM=]FILE")]
+    pub files: Vec<String>,
+    /// Target platforms (default: this machine's).
+    #[arg(long, value_name = "PLATFORM[,PLATFORM...]")]
+    pub platform: Option<String>,
+    /// A build argument; `PLATFORM:K=V` sets it for that platform only.
+    #[arg(long = "build-arg", value_name = "[PLATFORM:]K=V")]
+    pub build_args: Vec<String>,
+    /// The stage to build (default: the last).
+    #[arg(long, value_name = "STAGE")]
+    pub target: Option<String>,
+    /// Where to write the result (oci:DIR:TAG, oci-archive:FILE:TAG, a registry reference);
+    /// more than one: the others get the same digest.
+    #[arg(short = 't', long = "tag", value_name = "DEST")]
+    pub tags: Vec<String>,
+    /// A label on every image.
+    #[arg(long = "label", value_name = "K=V")]
+    pub labels: Vec<String>,
+    /// Bind HOST:CTR[:ro] into every RUN (never into a layer).
+    #[arg(short = 'v', long = "volume", value_name = "HOST:CTR[:ro]")]
+    pub volumes: Vec<String>,
+    /// Layer compression: gzip, zstd or none.
+    #[arg(long, default_value = "gzip")]
+    pub compression: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// The build context.
+    #[arg(value_name = "CONTEXT")]
+    pub context: PathBuf,
 }

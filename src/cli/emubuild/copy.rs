@@ -26,6 +26,7 @@ pub fn run(s: &Settings, ctx: &Context, a: &CopyArgs) -> Result<Exit> {
         dest: dest.clone(),
         chmod,
         chown: a.chown.clone(),
+        platforms: None,
     };
     let steps = container::copy_step(ctx, &a.name, &opts)?;
     s.printer.info(format!(

@@ -6,6 +6,7 @@
 //! gets the [`Settings`] resolved once from the command line and the environment.
 
 mod args;
+mod build;
 mod commit;
 mod containers;
 mod copy;
@@ -154,6 +155,7 @@ pub fn run_cli(cli: Cli, s: &Settings) -> Result<Exit> {
         Command::Rm(a) => containers::rm(s, &ctx, a),
         Command::Copy(a) => copy::run(s, &ctx, a),
         Command::Commit(a) => commit::run(s, &ctx, a),
+        Command::Build(a) => build::run(s, &ctx, a),
         Command::Inspect(a) => inspect::run(s, &ctx, a),
         Command::Push(a) => push::run(s, &ctx, a),
         Command::Manifest(c) => manifest::run(s, &ctx, c),

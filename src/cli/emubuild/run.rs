@@ -205,6 +205,7 @@ fn run_options(a: &RunArgs) -> Result<RunOptions> {
         network: a.network,
         tty: a.tty,
         stdin: a.interactive,
+        platform_env: true,
     })
 }
 
@@ -224,6 +225,61 @@ fn run_one(
     } else {
         Exit::Child(r.code.clamp(0, 255) as u8)
     })
+}
+
+/// One step of a working container's platform in a process of its own (the sandbox's
+/// namespaces are made once per process), its output prefixed; its exit status.
+pub fn step_in_child(
+    s: &Settings,
+    name: &str,
+    platform: &Platform,
+    options: &RunOptions,
+    prefix: &str,
+) -> Result<i32> {
+    let exe =
+        std::env::current_exe().context("cannot find this program to start per-platform runs")?;
+    let r = PlatformRun {
+        store: s.store.clone(),
+        binfmt_root: s.binfmt_root.clone(),
+        driver: s.driver,
+        epoch: s.epoch,
+        rootless: s.rootless,
+        quiet: s.printer.quiet(),
+        verbose: s.verbose,
+        log_level: s.log_level.clone(),
+        name: name.to_string(),
+        platform: platform.clone(),
+        options: options.clone(),
+    };
+    let mut cmd = Command::new(&exe);
+    crate::sys::tie_to_parent(&mut cmd);
+    cmd.arg("__run-platform")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().context("cannot start a per-platform run")?;
+    let request = serde_json::to_vec(&r).expect("requests serialise");
+    let mut stdin = child.stdin.take().expect("piped");
+    stdin
+        .write_all(&request)
+        .context("cannot hand a per-platform run its request")?;
+    drop(stdin);
+    let t1 = relay_lines(
+        child.stdout.take().expect("piped"),
+        prefix.to_string(),
+        false,
+    );
+    let t2 = relay_lines(
+        child.stderr.take().expect("piped"),
+        prefix.to_string(),
+        true,
+    );
+    let status = child.wait().context("waiting for a per-platform run")?;
+    let _ = t1.join();
+    let _ = t2.join();
+    Ok(status.code().unwrap_or_else(|| {
+        128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)
+    }))
 }
 
 /// Runs each request in its own process, all at once, prefixing their output.

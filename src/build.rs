@@ -1,0 +1,942 @@
+//! `emubuild build`: a Containerfile built for several platforms over the working-container
+//! pipeline: the file parsed and planned per platform (`containerfile`), one working container
+//! for every platform made from the target's base, each instruction of the target's chain of
+//! stages applied per platform (RUN under emulation with the stage's declared ARGs as its
+//! environment; COPY/ADD from the context; ENV, WORKDIR, USER, LABEL, CMD, ENTRYPOINT,
+//! EXPOSE, VOLUME, STOPSIGNAL, SHELL, HEALTHCHECK and ONBUILD into the config), then one commit
+//! of all platforms (one index) to DEST, or into the store when no DEST is given. All or
+//! nothing: a failing platform names itself and the step, and nothing is written to DEST.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde_json::json;
+
+use crate::container::{ContainerError, Context, CopyOptions, RunOptions};
+use crate::containerfile::parse::{self, Containerfile, Instruction};
+use crate::containerfile::plan::{self, Base, BuildArgs, Plan, PlanOptions, Scope};
+use crate::oci::reference::{Destination, Reference};
+use crate::platform::Platform;
+use crate::sandbox::{Bind, Network};
+
+/// What to build.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    /// The Containerfile, and per-platform ones (`-f PLATFORM=FILE`).
+    pub file: PathBuf,
+    /// Per-platform Containerfiles.
+    pub platform_files: Vec<(Platform, PathBuf)>,
+    /// The context directory.
+    pub context: PathBuf,
+    /// The target platforms (at least one).
+    pub platforms: Vec<Platform>,
+    /// `--build-arg`s.
+    pub args: BuildArgs,
+    /// `--target`.
+    pub target: Option<String>,
+    /// `-t`: where to commit (the first), and the others tagged with the same digest.
+    pub dests: Vec<Destination>,
+    /// `--label K=V`.
+    pub labels: Vec<(String, String)>,
+    /// `-v HOST:CTR[:ro]`, bound into every RUN (never into a layer).
+    pub binds: Vec<Bind>,
+    /// Layer compression.
+    pub compression: crate::oci::compress::Compression,
+}
+
+/// Why a build failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// A file that cannot be read.
+    #[error("cannot read `{}`", .path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A syntax error.
+    #[error(transparent)]
+    Parse(#[from] parse::ParseError),
+    /// A meaning error.
+    #[error(transparent)]
+    Plan(#[from] plan::PlanError),
+    /// An instruction that cannot be carried out.
+    #[error("[{platform} {stage}] {file}:{line}: {message}")]
+    Step {
+        /// The platform.
+        platform: String,
+        /// The stage.
+        stage: String,
+        /// The file.
+        file: String,
+        /// The line.
+        line: usize,
+        /// What went wrong.
+        message: String,
+    },
+    /// A RUN that failed.
+    #[error(
+        "[{platform} {stage}] {file}:{line}: `{command}` exited with status {code}; nothing was written"
+    )]
+    Run {
+        /// The platform.
+        platform: String,
+        /// The stage.
+        stage: String,
+        /// The file.
+        file: String,
+        /// The line.
+        line: usize,
+        /// The command.
+        command: String,
+        /// Its status.
+        code: i32,
+    },
+    /// The working container, the store or a commit.
+    #[error(transparent)]
+    Container(#[from] Box<ContainerError>),
+    /// Tagging the other destinations.
+    #[error(transparent)]
+    Tag(#[from] Box<crate::promote::PromoteError>),
+}
+
+impl From<ContainerError> for BuildError {
+    fn from(e: ContainerError) -> Self {
+        BuildError::Container(Box::new(e))
+    }
+}
+
+/// What a build produced.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Built {
+    /// The index digest.
+    pub digest: String,
+    /// Where it was written (`-t`, or the store's layout when none was given).
+    pub dests: Vec<String>,
+    /// The working container left with the result.
+    pub container: String,
+    /// Seconds per step: platform, step label, time.
+    pub timings: Vec<(String, String, f64)>,
+    /// Things the user should know.
+    pub warnings: Vec<String>,
+}
+
+/// A per-platform plan and the file it came from.
+struct Planned {
+    platform: Platform,
+    file: String,
+    cf: Containerfile,
+    plan: Plan,
+    /// The target's stages, base first (FROM stage chains followed).
+    chain: Vec<usize>,
+}
+
+fn read(path: &Path) -> Result<String, BuildError> {
+    std::fs::read_to_string(path).map_err(|source| BuildError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Runs one RUN step of a working container's platform (in a process of its own: the
+/// sandbox makes its namespaces once per process) and gives its exit status.
+pub type StepRunner<'r> = dyn Fn(&str, &Platform, &RunOptions, &str) -> Result<i32, String> + 'r;
+
+/// Builds `o`; `log` gets each step's progress line, `runner` runs RUN steps.
+pub fn build(
+    ctx: &Context,
+    o: &BuildOptions,
+    log: &dyn Fn(&str),
+    runner: &StepRunner<'_>,
+) -> Result<Built, BuildError> {
+    let build_platform = Platform::host();
+    let mut warnings = Vec::new();
+    let mut planned = Vec::new();
+    for platform in &o.platforms {
+        let path = o
+            .platform_files
+            .iter()
+            .find(|(p, _)| p == platform)
+            .map(|(_, f)| f.clone())
+            .unwrap_or_else(|| o.file.clone());
+        let file = path.display().to_string();
+        let cf = parse::parse(&file, &read(&path)?)?;
+        for w in &cf.warnings {
+            if !warnings.contains(w) {
+                warnings.push(w.clone());
+            }
+        }
+        let plan = plan::plan(
+            &cf,
+            &PlanOptions {
+                file: &file,
+                platform: platform.clone(),
+                build_platform: build_platform.clone(),
+                args: &o.args,
+                target: o.target.as_deref(),
+            },
+        )?;
+        for a in &plan.unused_args {
+            let w = format!("build arg {a} is not declared by any stage built; it is unused");
+            if !warnings.contains(&w) {
+                warnings.push(w);
+            }
+        }
+        let chain = chain_of(&plan, &file)?;
+        planned.push(Planned {
+            platform: platform.clone(),
+            file,
+            cf,
+            plan,
+            chain,
+        });
+    }
+    // One working container for every platform: the chain's base must be the same image.
+    let base = |p: &Planned| match &p.plan.stages[p.chain[0]].base {
+        Base::Image(i) => i.clone(),
+        Base::Stage(_) => unreachable!("a chain starts at an image"),
+    };
+    let first = base(&planned[0]);
+    if let Some(other) = planned.iter().find(|p| base(p) != first) {
+        return Err(BuildError::Step {
+            platform: other.platform.to_string(),
+            stage: other.plan.stages[other.chain[0]].label(),
+            file: other.file.clone(),
+            line: other.plan.stages[other.chain[0]].line,
+            message: format!(
+                "this platform's base is `{}` but {}'s is `{first}`; one build starts every platform from the same image",
+                base(other),
+                planned[0].platform
+            ),
+        });
+    }
+    let reference: Reference = first.parse().map_err(|e| BuildError::Step {
+        platform: planned[0].platform.to_string(),
+        stage: planned[0].plan.stages[planned[0].chain[0]].label(),
+        file: planned[0].file.clone(),
+        line: planned[0].plan.stages[planned[0].chain[0]].line,
+        message: format!("FROM {first}: {e}"),
+    })?;
+    let name = format!(
+        "build-{}",
+        &crate::digest::sha256_hex(
+            format!("{}{}{:?}", std::process::id(), ctx.now(), o.context).as_bytes()
+        )[..12]
+    );
+    crate::container::create(ctx, &name, &reference, &o.platforms, false)?;
+    let result = run_all(ctx, o, &name, &planned, log, runner);
+    let timings = match result {
+        Ok(t) => t,
+        Err(e) => {
+            let _ = crate::container::remove(ctx, &name);
+            return Err(e);
+        }
+    };
+    // Labels from the command line.
+    let cdir = ctx.container(&name);
+    for p in &o.platforms {
+        let mut state = cdir.read_platform(p).map_err(ContainerError::from)?;
+        for (k, v) in &o.labels {
+            state.config.set_label(k, v);
+        }
+        cdir.write_platform(&state).map_err(ContainerError::from)?;
+    }
+    let (commit_dest, more) = match o.dests.split_first() {
+        Some((d, rest)) => (d.clone(), rest.to_vec()),
+        None => (
+            Destination::Layout {
+                dir: ctx.store.root().join("builds").join(&name),
+                tag: "latest".into(),
+            },
+            Vec::new(),
+        ),
+    };
+    let opts = crate::commit::CommitOptions {
+        compression: o.compression,
+        edits: crate::commit::ConfigEdits::default(),
+        index: true,
+    };
+    let committed = crate::commit::commit(ctx, &name, &commit_dest, &opts)?;
+    let mut dests = vec![commit_dest.to_string()];
+    if !more.is_empty() {
+        let src: Reference = match &commit_dest {
+            Destination::Layout { dir, tag } => Reference::Layout {
+                dir: dir.clone(),
+                tag: Some(tag.clone()),
+            },
+            Destination::Archive { file, tag } => Reference::Archive {
+                file: file.clone(),
+                tag: Some(tag.clone()),
+            },
+            Destination::Registry(r) => Reference::Registry(crate::oci::reference::RegistryRef {
+                tag: None,
+                digest: Some(committed.digest.clone()),
+                ..r.clone()
+            }),
+        };
+        crate::promote::tag(ctx, &src, &more).map_err(Box::new)?;
+        dests.extend(more.iter().map(ToString::to_string));
+    }
+    warnings.extend(committed.warnings.iter().map(ToString::to_string));
+    Ok(Built {
+        digest: committed.digest,
+        dests,
+        container: name,
+        timings,
+        warnings,
+    })
+}
+
+/// The target's stages, base first: `FROM stage` is followed back to an image. Other stages
+/// the target needs (`COPY --from`, `RUN --mount=from=`) are not built by this version.
+fn chain_of(plan: &Plan, file: &str) -> Result<Vec<usize>, BuildError> {
+    let mut chain = vec![plan.target];
+    while let Base::Stage(i) = plan.stages[*chain.last().expect("not empty")].base {
+        chain.push(i);
+    }
+    chain.reverse();
+    if let Some(extra) = plan.order.iter().find(|i| !chain.contains(i)) {
+        let s = &plan.stages[*extra];
+        return Err(BuildError::Step {
+            platform: s.platform.to_string(),
+            stage: s.label(),
+            file: file.to_string(),
+            line: s.line,
+            message: format!(
+                "stage `{}` is read by COPY --from or RUN --mount=from=: building other stages for it is not supported yet; build it alone with `--target {}` and COPY from the image",
+                s.label(),
+                s.label()
+            ),
+        });
+    }
+    Ok(chain)
+}
+
+fn run_all(
+    ctx: &Context,
+    o: &BuildOptions,
+    name: &str,
+    planned: &[Planned],
+    log: &dyn Fn(&str),
+    runner: &StepRunner<'_>,
+) -> Result<Vec<(String, String, f64)>, BuildError> {
+    let mut timings = Vec::new();
+    for p in planned {
+        let steps: usize = p
+            .chain
+            .iter()
+            .map(|i| p.plan.stages[*i].instructions.len())
+            .sum();
+        let mut n = 0;
+        let cdir = ctx.container(name);
+        let base_env = env_pairs(
+            &cdir
+                .read_platform(&p.platform)
+                .map_err(ContainerError::from)?
+                .config,
+        );
+        let mut scope = Scope::new(
+            &p.plan,
+            &o.args,
+            &p.platform,
+            p.cf.directives.escape,
+            base_env,
+        );
+        let mut shell = vec!["/bin/sh".to_string(), "-c".to_string()];
+        for si in &p.chain {
+            let stage = &p.plan.stages[*si];
+            for ins in &stage.instructions {
+                n += 1;
+                let label = format!("{}/{}", n, steps);
+                log(&format!(
+                    "[{} {} {label}] {}",
+                    p.platform,
+                    stage.label(),
+                    ins.original
+                ));
+                let started = Instant::now();
+                let mut exec = Exec {
+                    ctx,
+                    o,
+                    runner,
+                    prefix: format!("[{} {} {label}] ", p.platform, stage.label()),
+                    name,
+                    p,
+                    stage: &stage.label(),
+                    scope: &mut scope,
+                    shell: &mut shell,
+                };
+                exec.instruction(ins)?;
+                timings.push((
+                    p.platform.to_string(),
+                    format!("{} {label} {}", stage.label(), ins.keyword.to_uppercase()),
+                    started.elapsed().as_secs_f64(),
+                ));
+            }
+        }
+    }
+    Ok(timings)
+}
+
+fn env_pairs(config: &crate::oci::document::ImageConfig) -> Vec<(String, String)> {
+    config
+        .env()
+        .iter()
+        .filter_map(|e| {
+            e.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
+        .collect()
+}
+
+struct Exec<'a, 'p> {
+    ctx: &'a Context,
+    o: &'a BuildOptions,
+    runner: &'a StepRunner<'a>,
+    prefix: String,
+    name: &'a str,
+    p: &'a Planned,
+    stage: &'a str,
+    scope: &'a mut Scope<'p>,
+    shell: &'a mut Vec<String>,
+}
+
+impl Exec<'_, '_> {
+    fn err(&self, ins: &Instruction, message: impl Into<String>) -> BuildError {
+        BuildError::Step {
+            platform: self.p.platform.to_string(),
+            stage: self.stage.to_string(),
+            file: self.p.file.clone(),
+            line: ins.line,
+            message: message.into(),
+        }
+    }
+
+    fn expand(&self, ins: &Instruction, w: &str) -> Result<String, BuildError> {
+        self.scope
+            .expand(w)
+            .map_err(|e| self.err(ins, e.to_string()))
+    }
+
+    /// Changes this platform's config.
+    fn config(
+        &self,
+        f: impl FnOnce(&mut crate::oci::document::ImageConfig),
+    ) -> Result<(), BuildError> {
+        let cdir = self.ctx.container(self.name);
+        let _lock = cdir
+            .lock_platform(&self.p.platform)
+            .map_err(ContainerError::from)?;
+        let mut state = cdir
+            .read_platform(&self.p.platform)
+            .map_err(ContainerError::from)?;
+        f(&mut state.config);
+        cdir.write_platform(&state).map_err(ContainerError::from)?;
+        Ok(())
+    }
+
+    /// A command in the exec form, or the shell form through SHELL.
+    fn command(&self, ins: &Instruction) -> Vec<String> {
+        if ins.json {
+            ins.args.clone()
+        } else {
+            let mut argv = self.shell.clone();
+            argv.push(ins.args.join(" "));
+            argv
+        }
+    }
+
+    fn instruction(&mut self, ins: &Instruction) -> Result<(), BuildError> {
+        match ins.keyword.as_str() {
+            "arg" => self
+                .scope
+                .arg(ins)
+                .map_err(|e| self.err(ins, e.to_string())),
+            "env" => {
+                let pairs = self
+                    .scope
+                    .env(ins)
+                    .map_err(|e| self.err(ins, e.to_string()))?;
+                self.config(|c| {
+                    c.edit_exec(|e| {
+                        let mut env = e.env().clone().unwrap_or_default();
+                        for (k, v) in &pairs {
+                            env.retain(|x| x.split_once('=').map(|(n, _)| n) != Some(k.as_str()));
+                            env.push(format!("{k}={v}"));
+                        }
+                        e.set_env(Some(env));
+                    })
+                })
+            }
+            "run" => self.run(ins),
+            "copy" | "add" => self.copy(ins),
+            "workdir" => {
+                let w = self.expand(ins, ins.args.first().map_or("", String::as_str))?;
+                let cur = self.current_workdir()?;
+                let dir = if w.starts_with('/') {
+                    w
+                } else {
+                    format!("{}/{w}", cur.trim_end_matches('/'))
+                };
+                self.config(|c| {
+                    c.edit_exec(|e| {
+                        e.set_working_dir(Some(dir.clone()));
+                    })
+                })
+            }
+            "user" => {
+                let u = self.expand(ins, ins.args.first().map_or("", String::as_str))?;
+                self.config(|c| {
+                    c.edit_exec(|e| {
+                        e.set_user(Some(u.clone()));
+                    })
+                })
+            }
+            "label" | "maintainer" => {
+                let mut pairs = Vec::new();
+                if ins.keyword == "maintainer" {
+                    pairs.push(("maintainer".to_string(), ins.args.join(" ")));
+                } else {
+                    for kv in ins.args.chunks(3) {
+                        if let [k, v, _] = kv {
+                            pairs.push((self.expand(ins, k)?, self.expand(ins, v)?));
+                        }
+                    }
+                }
+                self.config(|c| pairs.iter().for_each(|(k, v)| c.set_label(k, v)))
+            }
+            "cmd" | "entrypoint" => {
+                let argv = self.command(ins);
+                let cmd = ins.keyword == "cmd";
+                self.config(|c| {
+                    c.edit_exec(|e| {
+                        if cmd {
+                            e.set_cmd(Some(argv.clone()));
+                        } else {
+                            e.set_entrypoint(Some(argv.clone()));
+                            // BuildKit: ENTRYPOINT resets a CMD inherited from the base.
+                            e.set_cmd(None);
+                        }
+                    })
+                })
+            }
+            "expose" | "volume" => {
+                let mut words = Vec::new();
+                for a in &ins.args {
+                    if ins.json {
+                        words.push(a.clone());
+                    } else {
+                        words.extend(
+                            self.scope
+                                .expand_words(a)
+                                .map_err(|e| self.err(ins, e.to_string()))?,
+                        );
+                    }
+                }
+                let expose = ins.keyword == "expose";
+                if expose
+                    && let Some(bad) = words.iter().find(|w| {
+                        let port = w.split('/').next().unwrap_or("");
+                        port.split('-').any(|x| x.parse::<u16>().is_err())
+                    })
+                {
+                    return Err(self.err(ins, format!("EXPOSE {bad}: not a port[/tcp|udp|sctp]")));
+                }
+                self.config(|c| {
+                    c.edit_exec(|e| {
+                        if expose {
+                            let mut ports = e.exposed_ports().clone().unwrap_or_default();
+                            for w in &words {
+                                let p = if w.contains('/') {
+                                    w.to_lowercase()
+                                } else {
+                                    format!("{w}/tcp")
+                                };
+                                if !ports.contains(&p) {
+                                    ports.push(p);
+                                }
+                            }
+                            e.set_exposed_ports(Some(ports));
+                        } else {
+                            let mut vols = e.volumes().clone().unwrap_or_default();
+                            for w in &words {
+                                if !vols.contains(w) {
+                                    vols.push(w.clone());
+                                }
+                            }
+                            e.set_volumes(Some(vols));
+                        }
+                    })
+                })
+            }
+            "stopsignal" => {
+                let s = self.expand(ins, ins.args.first().map_or("", String::as_str))?;
+                self.config(|c| {
+                    c.edit_exec(|e| {
+                        e.set_stop_signal(Some(s.clone()));
+                    })
+                })
+            }
+            "shell" => {
+                if !ins.json || ins.args.is_empty() {
+                    return Err(self.err(
+                        ins,
+                        "SHELL takes a JSON array: SHELL [\"/bin/bash\", \"-c\"]",
+                    ));
+                }
+                *self.shell = ins.args.clone();
+                let shell = ins.args.clone();
+                self.config(|c| {
+                    c.exec_extra.insert("Shell".into(), json!(shell));
+                })
+            }
+            "healthcheck" => {
+                let value = self.healthcheck(ins)?;
+                self.config(|c| {
+                    c.exec_extra.insert("Healthcheck".into(), value);
+                })
+            }
+            "onbuild" => {
+                let Some(sub) = &ins.sub else {
+                    return Err(self.err(ins, "ONBUILD takes an instruction"));
+                };
+                let text = sub.original.clone();
+                self.config(|c| {
+                    let mut all = c
+                        .exec_extra
+                        .get("OnBuild")
+                        .and_then(|v| v.as_array().cloned())
+                        .unwrap_or_default();
+                    all.push(json!(text));
+                    c.exec_extra.insert("OnBuild".into(), json!(all));
+                })
+            }
+            other => Err(self.err(
+                ins,
+                format!("{} is not valid inside a stage", other.to_uppercase()),
+            )),
+        }
+    }
+
+    fn current_workdir(&self) -> Result<String, BuildError> {
+        let state = self
+            .ctx
+            .container(self.name)
+            .read_platform(&self.p.platform)
+            .map_err(ContainerError::from)?;
+        Ok(state.config.working_dir().unwrap_or("/").to_string())
+    }
+
+    fn healthcheck(&self, ins: &Instruction) -> Result<serde_json::Value, BuildError> {
+        let kind = ins.args.first().map(|s| s.to_ascii_uppercase());
+        match kind.as_deref() {
+            Some("NONE") => Ok(json!({"Test": ["NONE"]})),
+            Some("CMD") => {
+                let test: Vec<String> = if ins.json {
+                    std::iter::once("CMD".to_string())
+                        .chain(ins.args[1..].iter().cloned())
+                        .collect()
+                } else {
+                    vec!["CMD-SHELL".into(), ins.args[1..].join(" ")]
+                };
+                let mut v = json!({ "Test": test });
+                for f in &ins.flags {
+                    let (k, val) = f
+                        .trim_start_matches("--")
+                        .split_once('=')
+                        .unwrap_or((f, ""));
+                    let field = match k {
+                        "interval" => "Interval",
+                        "timeout" => "Timeout",
+                        "start-period" => "StartPeriod",
+                        "start-interval" => "StartInterval",
+                        "retries" => {
+                            let n: u64 = val.parse().map_err(|_| {
+                                self.err(ins, format!("--retries={val}: not a number"))
+                            })?;
+                            v["Retries"] = json!(n);
+                            continue;
+                        }
+                        _ => return Err(self.err(ins, format!("HEALTHCHECK: unknown flag {f}"))),
+                    };
+                    let ns = duration_ns(val).ok_or_else(|| {
+                        self.err(ins, format!("--{k}={val}: not a duration (30s, 1m30s)"))
+                    })?;
+                    v[field] = json!(ns);
+                }
+                Ok(v)
+            }
+            _ => Err(self.err(ins, "HEALTHCHECK takes NONE, or [flags] CMD command")),
+        }
+    }
+
+    fn run(&mut self, ins: &Instruction) -> Result<(), BuildError> {
+        let mut network = Network::Host;
+        for f in &ins.flags {
+            match f.as_str() {
+                "--network=none" => network = Network::None,
+                "--network=host" | "--network=default" => network = Network::Host,
+                f if f.starts_with("--mount=") => {
+                    return Err(self.err(
+                        ins,
+                        format!("RUN {f}: mounts are not supported yet by emubuild build"),
+                    ));
+                }
+                f => return Err(self.err(ins, format!("RUN: unknown flag {f}"))),
+            }
+        }
+        let argv = if let [h] = ins.heredocs.as_slice()
+            && !ins.json
+            && ins.args.first().is_some_and(|a| {
+                a.trim()
+                    .trim_start_matches("<<-")
+                    .trim_start_matches("<<")
+                    .trim_matches(['"', '\''])
+                    == h.name
+            }) {
+            // `RUN <<EOF`: the body is the script (a shebang picks its interpreter).
+            // The shell expands it (the stage's ARGs are in its environment), as in BuildKit.
+            let body = h.content.clone();
+            if body.starts_with("#!") {
+                let interp = body.lines().next().unwrap_or("#!/bin/sh")[2..]
+                    .trim()
+                    .to_string();
+                let mut argv: Vec<String> = interp.split_whitespace().map(str::to_string).collect();
+                argv.extend(["-c".to_string(), body]);
+                // `sh -c` takes the script; other interpreters read it from a -c too where
+                // they can (python, perl, bash): the common ones do.
+                argv
+            } else {
+                let mut argv = self.shell.clone();
+                argv.push(body);
+                argv
+            }
+        } else if !ins.heredocs.is_empty() && !ins.json {
+            // Heredocs the command reads: the shell sees them as written.
+            let mut script = ins.args.join(" ");
+            for h in &ins.heredocs {
+                script.push('\n');
+                script.push_str(&h.content);
+                script.push_str(&h.name);
+            }
+            let mut argv = self.shell.clone();
+            argv.push(script);
+            argv
+        } else {
+            self.command(ins)
+        };
+        let opts = RunOptions {
+            argv: argv.clone(),
+            env: self.scope.run_env(),
+            workdir: None,
+            user: None,
+            mounts: self.o.binds.clone(),
+            network,
+            tty: false,
+            stdin: false,
+            platform_env: false,
+        };
+        let code = (self.runner)(self.name, &self.p.platform, &opts, &self.prefix)
+            .map_err(|m| self.err(ins, m))?;
+        if code != 0 {
+            return Err(BuildError::Run {
+                platform: self.p.platform.to_string(),
+                stage: self.stage.to_string(),
+                file: self.p.file.clone(),
+                line: ins.line,
+                command: ins.original.clone(),
+                code,
+            });
+        }
+        Ok(())
+    }
+
+    fn copy(&mut self, ins: &Instruction) -> Result<(), BuildError> {
+        let add = ins.keyword == "add";
+        let mut chown = None;
+        let mut chmod = None;
+        for f in &ins.flags {
+            let (k, v) = f.split_once('=').unwrap_or((f.as_str(), ""));
+            match k {
+                "--chown" => chown = Some(self.expand(ins, v)?),
+                "--chmod" => {
+                    let m = self.expand(ins, v)?;
+                    chmod = Some(u32::from_str_radix(&m, 8).map_err(|_| {
+                        self.err(ins, format!("--chmod={m}: an octal mode such as 0755 (symbolic modes are not supported yet)"))
+                    })?);
+                }
+                "--link" => {}
+                "--from" => {
+                    return Err(self.err(ins, format!("{f}: copying from another stage or image is not supported yet by emubuild build")));
+                }
+                _ => {
+                    return Err(self.err(
+                        ins,
+                        format!(
+                            "{}: unknown or unsupported flag {f}",
+                            ins.keyword.to_uppercase()
+                        ),
+                    ));
+                }
+            }
+        }
+        if !ins.heredocs.is_empty() {
+            return Err(self.err(ins, "COPY/ADD from a heredoc is not supported yet"));
+        }
+        let words: Vec<String> = ins
+            .args
+            .iter()
+            .map(|a| {
+                if ins.json {
+                    Ok(a.clone())
+                } else {
+                    self.expand(ins, a)
+                }
+            })
+            .collect::<Result<_, _>>()?;
+        let Some((dest, sources)) = words.split_last().filter(|(_, s)| !s.is_empty()) else {
+            return Err(self.err(
+                ins,
+                format!("{} takes SRC... DEST", ins.keyword.to_uppercase()),
+            ));
+        };
+        let mut paths = Vec::new();
+        for s in sources {
+            if add && (s.contains("://") || s.starts_with("git@")) {
+                return Err(self.err(ins, format!("ADD {s}: URLs and git sources are not supported yet; download it in a RUN step or into the context")));
+            }
+            let matched = context_paths(&self.o.context, s).map_err(|m| self.err(ins, m))?;
+            if add && let Some(a) = matched.iter().find(|p| is_archive(p)) {
+                return Err(self.err(ins, format!("ADD {}: extracting archives is not supported yet; use RUN tar -x, or COPY it", a.display())));
+            }
+            paths.extend(matched);
+        }
+        let dest = if dest.starts_with('/') {
+            dest.clone()
+        } else {
+            let cur = self.current_workdir()?;
+            let cur = cur.trim_end_matches('/');
+            match dest.as_str() {
+                "." | "./" => format!("{cur}/"),
+                _ => format!("{cur}/{}", dest.trim_start_matches("./")),
+            }
+        };
+        let opts = CopyOptions {
+            sources: paths,
+            dest,
+            chmod,
+            chown,
+            platforms: Some(vec![self.p.platform.clone()]),
+        };
+        crate::container::copy_step(self.ctx, self.name, &opts)?;
+        Ok(())
+    }
+}
+
+/// Is this a tar archive ADD would extract?
+fn is_archive(p: &Path) -> bool {
+    let n = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    [
+        ".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.zst", ".tar.bz2", ".tbz2",
+    ]
+    .iter()
+    .any(|s| n.ends_with(s))
+}
+
+/// `30s`, `1m30s`, `1h`, `500ms` in nanoseconds.
+fn duration_ns(s: &str) -> Option<u64> {
+    if s == "0" {
+        return Some(0);
+    }
+    let mut total = 0f64;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let n = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .filter(|n| *n > 0)?;
+        let value: f64 = rest[..n].parse().ok()?;
+        rest = &rest[n..];
+        let (unit, len) = [
+            ("ns", 1e0),
+            ("us", 1e3),
+            ("ms", 1e6),
+            ("s", 1e9),
+            ("m", 60e9),
+            ("h", 3600e9),
+        ]
+        .iter()
+        .filter(|(u, _)| rest.starts_with(u))
+        .max_by_key(|(u, _)| u.len())
+        .map(|(u, f)| (*f, u.len()))?;
+        total += value * unit;
+        rest = &rest[len..];
+    }
+    Some(total as u64)
+}
+
+/// The context paths a COPY source names: a path, or a glob (`*`, `?`, `[...]`) matched
+/// against the context. A source leaving the context is refused.
+fn context_paths(context: &Path, src: &str) -> Result<Vec<PathBuf>, String> {
+    let rel = crate::rootfs::within::normalize(Path::new(src.trim_start_matches('/')))
+        .map_err(|e| format!("`{src}`: {e}"))?
+        .unwrap_or_default();
+    let has_glob = src.contains(['*', '?', '[']);
+    if !has_glob {
+        let p = context.join(&rel);
+        if std::fs::symlink_metadata(&p).is_err() {
+            return Err(format!(
+                "`{src}` is not in the context `{}`",
+                context.display()
+            ));
+        }
+        return Ok(vec![p]);
+    }
+    let pattern = context.join(&rel);
+    let pattern = pattern.to_string_lossy();
+    let mut out: Vec<PathBuf> = glob::glob(&pattern)
+        .map_err(|e| format!("`{src}`: {e}"))?
+        .filter_map(Result::ok)
+        .filter(|p| p.starts_with(context))
+        .collect();
+    out.sort();
+    if out.is_empty() {
+        return Err(format!(
+            "`{src}` matches nothing in the context `{}`",
+            context.display()
+        ));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(duration_ns("30s"), Some(30_000_000_000));
+        assert_eq!(duration_ns("1m30s"), Some(90_000_000_000));
+        assert_eq!(duration_ns("500ms"), Some(500_000_000));
+        assert_eq!(duration_ns("0"), Some(0));
+        assert_eq!(duration_ns("x"), None);
+    }
+
+    #[test]
+    fn context_sources() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("a.txt"), "a").unwrap();
+        std::fs::write(d.path().join("b.txt"), "b").unwrap();
+        std::fs::write(d.path().join("c.md"), "c").unwrap();
+        let got = context_paths(d.path(), "*.txt").unwrap();
+        assert_eq!(got.len(), 2);
+        assert!(context_paths(d.path(), "../etc/passwd").is_err());
+        assert!(
+            context_paths(d.path(), "nope")
+                .unwrap_err()
+                .contains("not in the context")
+        );
+        assert!(is_archive(Path::new("x.tar.gz")) && !is_archive(Path::new("x.txt")));
+    }
+}
