@@ -41,6 +41,7 @@
 
 mod arch_table;
 mod binfmtctl;
+mod build;
 mod commit;
 mod emubuild;
 mod fetch;

@@ -1,0 +1,354 @@
+//! `emubuild build`: one Containerfile for three platforms under the host's emulators, judged
+//! by skopeo, umoci and a busybox RUN in each result; per-platform build args and files, the
+//! target and the stages it does not need, a failing platform that writes nothing, a build
+//! without `-t` that stays addressable, and syntax errors that point at the line.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::case;
+use crate::harness::SANDBOX;
+use crate::util::*;
+
+const TARGETS: &[&str] = &["aarch64", "arm", "s390x"];
+const PLATFORMS: &str = "linux/arm64,linux/arm/v7,linux/s390x";
+
+fn base() -> String {
+    format!("oci:{}:multi", image("oci-umoci").unwrap().display())
+}
+
+fn context(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    for (name, text) in files {
+        let p = d.path().join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    d
+}
+
+/// `skopeo inspect --config --raw` of one platform of a layout (the config's own bytes).
+fn config(layout: &str, arch: &str, variant: &str) -> Value {
+    let mut args = vec![
+        "inspect",
+        "--config",
+        "--raw",
+        "--override-os",
+        "linux",
+        "--override-arch",
+        arch,
+    ];
+    if !variant.is_empty() {
+        args.extend(["--override-variant", variant]);
+    }
+    args.push(layout);
+    serde_json::from_str(&tool("skopeo", &args).success().stdout).unwrap()
+}
+
+/// What `cat FILE` prints in one platform of an image (a working container made from it).
+fn cat(store: &Path, image: &str, platform: &str, file: &str) -> String {
+    let name = format!("cat-{}", platform.replace('/', "-"));
+    let r = emubuild(
+        store,
+        &[
+            "run",
+            "--name",
+            &name,
+            "--platform",
+            platform,
+            "--from",
+            image,
+            "--",
+            "cat",
+            file,
+        ],
+    )
+    .success();
+    emubuild(store, &["rm", &name]).success();
+    r.stdout
+}
+
+const APP: &str = r#"# syntax=docker/dockerfile:1
+ARG BASE
+FROM ${BASE} AS app
+ARG TARGETARCH
+ARG GREETING=hi
+ENV APP=/app MODE=${GREETING}
+WORKDIR $APP
+COPY *.txt conf/ ./
+RUN <<EOF
+echo "$GREETING $TARGETARCH $(uname -m) ${TARGETOS:-no-os}" > built.txt
+cat a.txt b.txt >> built.txt
+EOF
+RUN ["/bin/sh", "-c", "test \"$MODE\" = \"$GREETING\" && echo $APP > where"]
+LABEL org.example.arch=$TARGETARCH org.example.v="1"
+EXPOSE 8080 53/udp
+USER 1000:1000
+STOPSIGNAL SIGTERM
+HEALTHCHECK --interval=30s CMD ["true"]
+CMD ["cat", "/app/built.txt"]
+"#;
+
+fn a_containerfile_for_three_platforms() {
+    let _emu = Emulation::ensure(TARGETS);
+    let store = tempfile::tempdir().unwrap();
+    let ctx = context(&[
+        ("Containerfile", APP),
+        ("a.txt", "a\n"),
+        ("b.txt", "b\n"),
+        ("conf/app.conf", "x=1\n"),
+        ("ignored.md", "no\n"),
+    ]);
+    let out = tempfile::tempdir().unwrap();
+    let layout = format!("oci:{}:v1", out.path().join("l").display());
+    let r = emubuild(
+        store.path(),
+        &[
+            "build",
+            "--platform",
+            PLATFORMS,
+            "--build-arg",
+            &format!("BASE={}", base()),
+            "--build-arg",
+            "linux/s390x:GREETING=moin",
+            "--label",
+            "org.example.cli=yes",
+            "-t",
+            &layout,
+            ctx.path().to_str().unwrap(),
+        ],
+    )
+    .success();
+    let digest = r.stdout.trim().to_string();
+    // The per-platform log and the timing table.
+    assert!(
+        r.stderr.contains("[linux/s390x app 6/13] RUN <<EOF"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("PLATFORM") && r.stderr.contains("TIME"),
+        "{}",
+        r.stderr
+    );
+    // One index, three images; skopeo and umoci read it.
+    let raw = tool("skopeo", &["inspect", "--raw", &layout]).success();
+    assert_eq!(
+        format!("sha256:{}", hex::encode(sha2_256(raw.stdout.as_bytes()))),
+        digest
+    );
+    let index: Value = serde_json::from_str(&raw.stdout).unwrap();
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 3, "{index}");
+    let ls = tool(
+        "umoci",
+        &["ls", "--layout", out.path().join("l").to_str().unwrap()],
+    )
+    .success();
+    assert_eq!(ls.stdout.trim(), "v1");
+    // Each platform's binaries ran under its emulator; ARGs only where declared.
+    for (platform, arch, machine, greeting) in [
+        ("linux/arm64", "arm64", "aarch64", "hi"),
+        ("linux/arm/v7", "arm", "armv7l", "hi"),
+        ("linux/s390x", "s390x", "s390x", "moin"),
+    ] {
+        let built = cat(store.path(), &layout, platform, "/app/built.txt");
+        assert_eq!(
+            built,
+            format!("{greeting} {arch} {machine} no-os\na\nb\n"),
+            "{platform}"
+        );
+        assert_eq!(cat(store.path(), &layout, platform, "/app/where"), "/app\n");
+        assert_eq!(
+            cat(store.path(), &layout, platform, "/app/app.conf"),
+            "x=1\n"
+        );
+    }
+    let c = config(&layout, "arm", "v7");
+    let cfg = &c["config"];
+    assert_eq!(cfg["Labels"]["org.example.arch"], "arm", "{c}");
+    assert_eq!(cfg["Labels"]["org.example.v"], "1");
+    assert_eq!(cfg["Labels"]["org.example.cli"], "yes");
+    assert!(
+        cfg["ExposedPorts"].get("8080/tcp").is_some()
+            && cfg["ExposedPorts"].get("53/udp").is_some(),
+        "{c}"
+    );
+    assert_eq!(cfg["WorkingDir"], "/app");
+    assert_eq!(cfg["User"], "1000:1000");
+    assert_eq!(cfg["StopSignal"], "SIGTERM");
+    assert_eq!(cfg["Cmd"], serde_json::json!(["cat", "/app/built.txt"]));
+    assert_eq!(
+        cfg["Healthcheck"]["Test"],
+        serde_json::json!(["CMD", "true"])
+    );
+    assert_eq!(cfg["Healthcheck"]["Interval"], 30_000_000_000u64);
+    let env: Vec<&str> = cfg["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        env.contains(&"APP=/app") && env.contains(&"MODE=hi"),
+        "{env:?}"
+    );
+    assert!(
+        !env.iter()
+            .any(|e| e.starts_with("TARGETARCH") || e.starts_with("GREETING")),
+        "ARGs are not kept: {env:?}"
+    );
+    assert_eq!(
+        config(&layout, "s390x", "")["config"]["Env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| *e == "MODE=moin")
+            .count(),
+        1
+    );
+}
+case! { a_containerfile_for_three_platforms, needs = SANDBOX + [Tool("umoci"), Tool("skopeo")], serial = HostBinfmt }
+
+fn sha2_256(b: &[u8]) -> Vec<u8> {
+    use sha2::Digest;
+    sha2::Sha256::digest(b).to_vec()
+}
+
+/// A platform whose RUN fails fails the build, naming the platform, the stage and the line;
+/// DEST is not created. Per-platform files (`-f PLATFORM=FILE`) and `--target` with a stage
+/// that is not needed (it would fail) are seen too; without `-t` the result stays in the store,
+/// and the digest and how to copy it are printed.
+fn platforms_files_targets_and_failures() {
+    let _emu = Emulation::ensure(TARGETS);
+    let store = tempfile::tempdir().unwrap();
+    let main = format!(
+        "FROM {} AS base\nRUN echo main > /which\nFROM base AS never\nRUN false\nFROM base AS final\nRUN [ \"$(uname -m)\" != s390x ]\n",
+        base()
+    );
+    let s390x = format!("FROM {}\nRUN echo own-file > /which\n", base());
+    let ctx = context(&[("Dockerfile", &main), ("Containerfile.s390x", &s390x)]);
+    let out = tempfile::tempdir().unwrap();
+    let dest = out.path().join("l");
+    let r = emubuild(
+        store.path(),
+        &[
+            "build",
+            "--platform",
+            PLATFORMS,
+            "-t",
+            &format!("oci:{}:v1", dest.display()),
+            ctx.path().to_str().unwrap(),
+        ],
+    )
+    .code_is(1);
+    assert!(
+        r.stderr.contains("[linux/s390x final]")
+            && r.stderr.contains("Dockerfile:6:")
+            && r.stderr.contains("nothing was written"),
+        "{}",
+        r.stderr
+    );
+    assert!(!dest.exists(), "a failed build wrote DEST");
+    // `--target base`: the failing stages are not built; no -t: the result stays in the store.
+    let r = emubuild(
+        store.path(),
+        &[
+            "build",
+            "--platform",
+            "linux/arm64,linux/s390x",
+            "--target",
+            "base",
+            ctx.path().to_str().unwrap(),
+        ],
+    )
+    .success();
+    let digest = r.stdout.trim();
+    assert!(digest.starts_with("sha256:"), "{}", r.stdout);
+    let hint = r.stderr.lines().last().unwrap();
+    assert!(
+        hint.contains(digest) && hint.contains("emubuild tag oci:"),
+        "{}",
+        r.stderr
+    );
+    let stored = hint
+        .split("emubuild tag ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap();
+    assert_eq!(cat(store.path(), stored, "linux/s390x", "/which"), "main\n");
+    // The s390x platform from its own file.
+    let f = ctx.path().join("Containerfile.s390x");
+    let r = emubuild(
+        store.path(),
+        &[
+            "build",
+            "--platform",
+            "linux/arm64,linux/s390x",
+            "--target",
+            "base",
+            "-f",
+            &format!("linux/s390x={}", f.display()),
+            "-t",
+            &format!("oci:{}:v2", dest.display()),
+            ctx.path().to_str().unwrap(),
+        ],
+    )
+    .code_is(1);
+    // The s390x file has no stage `base`: the error says which stages there are.
+    assert!(r.stderr.contains("no stage `base`"), "{}", r.stderr);
+    emubuild(
+        store.path(),
+        &[
+            "build",
+            "--platform",
+            "linux/arm64,linux/s390x",
+            "-f",
+            &format!("linux/s390x={}", f.display()),
+            "--target",
+            "0",
+            "-t",
+            &format!("oci:{}:v2", dest.display()),
+            ctx.path().to_str().unwrap(),
+        ],
+    )
+    .success();
+    let v2 = format!("oci:{}:v2", dest.display());
+    assert_eq!(
+        cat(store.path(), &v2, "linux/s390x", "/which"),
+        "own-file\n"
+    );
+    assert_eq!(cat(store.path(), &v2, "linux/arm64", "/which"), "main\n");
+}
+case! { platforms_files_targets_and_failures, needs = SANDBOX + [Tool("skopeo")], serial = HostBinfmt }
+
+/// Bad Containerfiles: the error names the file, line and column, with a caret; nothing runs.
+fn syntax_errors_point_at_the_line() {
+    let store = tempfile::tempdir().unwrap();
+    let ctx = context(&[("Containerfile", "FROM scratch\n  RUNN true\n")]);
+    let r = emubuild(store.path(), &["build", ctx.path().to_str().unwrap()]).code_is(1);
+    assert!(
+        r.stderr
+            .contains("Containerfile:2:3: unknown instruction: RUNN (did you mean RUN?)"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("  RUNN true\n  ^"), "{}", r.stderr);
+    let ctx = context(&[("Containerfile", "FROM scratch\nCOPY missing /x\n")]);
+    let r = emubuild(store.path(), &["build", ctx.path().to_str().unwrap()]).code_is(1);
+    assert!(
+        r.stderr
+            .contains("Containerfile:2: `missing` is not in the context"),
+        "{}",
+        r.stderr
+    );
+    let r = emubuild(
+        store.path(),
+        &["build", store.path().join("nowhere").to_str().unwrap()],
+    )
+    .code_is(2);
+    assert!(r.stderr.contains("not a directory"), "{}", r.stderr);
+}
+case! { syntax_errors_point_at_the_line, needs = [Root] }
