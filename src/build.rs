@@ -42,6 +42,10 @@ pub struct BuildOptions {
     pub binds: Vec<Bind>,
     /// Layer compression.
     pub compression: crate::oci::compress::Compression,
+    /// `--no-cache`: every step runs again.
+    pub no_cache: bool,
+    /// How many platforms build at once (0: all).
+    pub jobs: usize,
 }
 
 /// Why a build failed.
@@ -142,13 +146,17 @@ fn read(path: &Path) -> Result<String, BuildError> {
 
 /// Runs one RUN step of a working container's platform (in a process of its own: the
 /// sandbox makes its namespaces once per process) and gives its exit status.
-pub type StepRunner<'r> = dyn Fn(&str, &Platform, &RunOptions, &str) -> Result<i32, String> + 'r;
+pub type StepRunner<'r> =
+    dyn Fn(&str, &Platform, &RunOptions, &str) -> Result<i32, String> + Sync + 'r;
+
+/// Where progress lines go.
+pub type Log<'l> = dyn Fn(&str) + Sync + 'l;
 
 /// Builds `o`; `log` gets each step's progress line, `runner` runs RUN steps.
 pub fn build(
     ctx: &Context,
     o: &BuildOptions,
-    log: &dyn Fn(&str),
+    log: &Log<'_>,
     runner: &StepRunner<'_>,
 ) -> Result<Built, BuildError> {
     let build_platform = Platform::host();
@@ -219,21 +227,69 @@ pub fn build(
         line: planned[0].plan.stages[planned[0].chain[0]].line,
         message: format!("FROM {first}: {e}"),
     })?;
+    // One working container per context, file, target and platforms: it is the step cache.
     let name = format!(
         "build-{}",
         &crate::digest::sha256_hex(
-            format!("{}{}{:?}", std::process::id(), ctx.now(), o.context).as_bytes()
-        )[..12]
+            format!(
+                "{}\0{}\0{:?}\0{:?}",
+                o.context.display(),
+                o.file.display(),
+                o.target,
+                o.platforms
+            )
+            .as_bytes()
+        )[..16]
     );
-    crate::container::create(ctx, &name, &reference, &o.platforms, false)?;
-    let result = run_all(ctx, o, &name, &planned, log, runner);
-    let timings = match result {
-        Ok(t) => t,
-        Err(e) => {
-            let _ = crate::container::remove(ctx, &name);
-            return Err(e);
+    if o.no_cache && ctx.container(&name).exists() {
+        crate::container::remove(ctx, &name)?;
+    }
+    match crate::container::create(ctx, &name, &reference, &o.platforms, true) {
+        Ok(_) => {}
+        // Another base (or platforms) than the cached one: start again.
+        Err(ContainerError::Exists { .. }) => {
+            crate::container::remove(ctx, &name)?;
+            crate::container::create(ctx, &name, &reference, &o.platforms, false)?;
         }
+        Err(e) => return Err(e.into()),
+    }
+    let base_key = |p: &Planned| -> Result<String, BuildError> {
+        let state = ctx
+            .container(&name)
+            .read_platform(&p.platform)
+            .map_err(ContainerError::from)?;
+        Ok(crate::digest::sha256_hex(
+            format!(
+                "{reference}\0{}\0{:?}",
+                state.base_manifest.as_deref().unwrap_or(""),
+                state
+                    .base_layers
+                    .iter()
+                    .map(|l| &l.diff_id)
+                    .collect::<Vec<_>>()
+            )
+            .as_bytes(),
+        ))
     };
+    // A base that changed under the same reference (a moved tag) starts the cache again.
+    let stale = planned.iter().try_fold(false, |stale, p| {
+        let key = base_key(p)?;
+        Ok::<bool, BuildError>(
+            stale
+                || read_cache(&ctx.container(&name).platform_dir(&p.platform))
+                    .first()
+                    .is_some_and(|e| e.key != key),
+        )
+    })?;
+    if stale {
+        crate::container::remove(ctx, &name)?;
+        crate::container::create(ctx, &name, &reference, &o.platforms, false)?;
+    }
+    let keys = planned
+        .iter()
+        .map(|p| base_key(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let timings = run_all(ctx, o, &name, &planned, &keys, log, runner)?;
     // Labels from the command line.
     let cdir = ctx.container(&name);
     for p in &o.platforms {
@@ -314,68 +370,189 @@ fn chain_of(plan: &Plan, file: &str) -> Result<Vec<usize>, BuildError> {
     Ok(chain)
 }
 
+/// Every platform, `o.jobs` at once (all when 0): all or nothing.
 fn run_all(
     ctx: &Context,
     o: &BuildOptions,
     name: &str,
     planned: &[Planned],
-    log: &dyn Fn(&str),
+    keys: &[String],
+    log: &Log<'_>,
+    runner: &StepRunner<'_>,
+) -> Result<Vec<(String, String, f64)>, BuildError> {
+    let jobs = if o.jobs == 0 { planned.len() } else { o.jobs };
+    let mut timings = Vec::new();
+    let mut failures = Vec::new();
+    let work: Vec<(&Planned, &String)> = planned.iter().zip(keys).collect();
+    for batch in work.chunks(jobs.max(1)) {
+        let results: Vec<Result<Vec<(String, String, f64)>, BuildError>> =
+            std::thread::scope(|sc| {
+                let handles: Vec<_> = batch
+                    .iter()
+                    .map(|(p, key)| {
+                        sc.spawn(move || run_platform(ctx, o, name, p, key, log, runner))
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("a platform's build does not panic"))
+                    .collect()
+            });
+        for r in results {
+            match r {
+                Ok(t) => timings.extend(t),
+                Err(e) => failures.push(e),
+            }
+        }
+    }
+    if let Some(first) = failures.into_iter().next() {
+        return Err(first);
+    }
+    Ok(timings)
+}
+
+/// One cached step: its key and the platform's state after it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct CacheEntry {
+    key: String,
+    state: crate::store::PlatformState,
+}
+
+const CACHE_FILE: &str = "build-cache.json";
+
+fn read_cache(pdir: &Path) -> Vec<CacheEntry> {
+    std::fs::read(pdir.join(CACHE_FILE))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+fn write_cache(pdir: &Path, cache: &[CacheEntry]) -> Result<(), BuildError> {
+    let path = pdir.join(CACHE_FILE);
+    crate::util::write_atomic(
+        &path,
+        &serde_json::to_vec(cache).expect("serialises"),
+        0o600,
+    )
+    .map_err(|e| ContainerError::io("write", &path)(e).into())
+}
+
+/// The instructions that change only the stage's variables (and the shell) are applied again
+/// on a cache hit, so later keys see the same scope.
+fn replay_scope(scope: &mut Scope<'_>, shell: &mut Vec<String>, ins: &Instruction) {
+    match ins.keyword.as_str() {
+        "arg" => {
+            let _ = scope.arg(ins);
+        }
+        "env" => {
+            let _ = scope.env(ins);
+        }
+        "shell" if ins.json && !ins.args.is_empty() => *shell = ins.args.clone(),
+        _ => {}
+    }
+}
+
+fn run_platform(
+    ctx: &Context,
+    o: &BuildOptions,
+    name: &str,
+    p: &Planned,
+    base_key: &str,
+    log: &Log<'_>,
     runner: &StepRunner<'_>,
 ) -> Result<Vec<(String, String, f64)>, BuildError> {
     let mut timings = Vec::new();
-    for p in planned {
-        let steps: usize = p
-            .chain
-            .iter()
-            .map(|i| p.plan.stages[*i].instructions.len())
-            .sum();
-        let mut n = 0;
-        let cdir = ctx.container(name);
-        let base_env = env_pairs(
-            &cdir
-                .read_platform(&p.platform)
-                .map_err(ContainerError::from)?
-                .config,
-        );
-        let mut scope = Scope::new(
-            &p.plan,
-            &o.args,
-            &p.platform,
-            p.cf.directives.escape,
-            base_env,
-        );
-        let mut shell = vec!["/bin/sh".to_string(), "-c".to_string()];
-        for si in &p.chain {
-            let stage = &p.plan.stages[*si];
-            for ins in &stage.instructions {
-                n += 1;
-                let label = format!("{}/{}", n, steps);
-                log(&format!(
-                    "[{} {} {label}] {}",
-                    p.platform,
-                    stage.label(),
-                    ins.original
-                ));
-                let started = Instant::now();
-                let mut exec = Exec {
-                    ctx,
-                    o,
-                    runner,
-                    prefix: format!("[{} {} {label}] ", p.platform, stage.label()),
-                    name,
-                    p,
-                    stage: &stage.label(),
-                    scope: &mut scope,
-                    shell: &mut shell,
-                };
-                exec.instruction(ins)?;
+    let steps: usize = p
+        .chain
+        .iter()
+        .map(|i| p.plan.stages[*i].instructions.len())
+        .sum();
+    let cdir = ctx.container(name);
+    let pdir = cdir.platform_dir(&p.platform);
+    let state0 = cdir
+        .read_platform(&p.platform)
+        .map_err(ContainerError::from)?;
+    let mut cache = read_cache(&pdir);
+    if cache.first().is_none_or(|e| e.key != base_key) {
+        cache = vec![CacheEntry {
+            key: base_key.to_string(),
+            state: state0.clone(),
+        }];
+        write_cache(&pdir, &cache)?;
+    }
+    let base_env = env_pairs(&cache[0].state.config);
+    let mut scope = Scope::new(
+        &p.plan,
+        &o.args,
+        &p.platform,
+        p.cf.directives.escape,
+        base_env,
+    );
+    let mut shell = vec!["/bin/sh".to_string(), "-c".to_string()];
+    let mut n = 0;
+    let mut diverged = false;
+    for si in &p.chain {
+        let stage = &p.plan.stages[*si];
+        for ins in &stage.instructions {
+            n += 1;
+            let label = format!("{}/{}", n, steps);
+            let prefix = format!("[{} {} {label}] ", p.platform, stage.label());
+            let started = Instant::now();
+            let mut exec = Exec {
+                ctx,
+                o,
+                runner,
+                prefix: prefix.clone(),
+                name,
+                p,
+                stage: &stage.label(),
+                scope: &mut scope,
+                shell: &mut shell,
+            };
+            let material = exec.cache_material(ins)?;
+            let key =
+                crate::digest::sha256_hex(format!("{}\0{material}", cache[n - 1].key).as_bytes());
+            if !diverged && cache.get(n).is_some_and(|e| e.key == key) {
+                log(&format!("{prefix}CACHED {}", ins.original));
+                replay_scope(&mut scope, &mut shell, ins);
                 timings.push((
                     p.platform.to_string(),
-                    format!("{} {label} {}", stage.label(), ins.keyword.to_uppercase()),
+                    format!(
+                        "{} {label} {} (cached)",
+                        stage.label(),
+                        ins.keyword.to_uppercase()
+                    ),
                     started.elapsed().as_secs_f64(),
                 ));
+                continue;
             }
+            if !diverged {
+                // From here on the cache no longer holds: back to the state before this step.
+                diverged = true;
+                cdir.write_platform(&cache[n - 1].state)
+                    .map_err(ContainerError::from)?;
+                cache.truncate(n);
+            }
+            log(&format!("{prefix}{}", ins.original));
+            exec.instruction(ins)?;
+            let state = cdir
+                .read_platform(&p.platform)
+                .map_err(ContainerError::from)?;
+            cache.push(CacheEntry { key, state });
+            write_cache(&pdir, &cache)?;
+            timings.push((
+                p.platform.to_string(),
+                format!("{} {label} {}", stage.label(), ins.keyword.to_uppercase()),
+                started.elapsed().as_secs_f64(),
+            ));
         }
+    }
+    // Every step was cached but an earlier build had more: its extra steps go.
+    if !diverged && cache.len() > n + 1 {
+        cdir.write_platform(&cache[n].state)
+            .map_err(ContainerError::from)?;
+        cache.truncate(n + 1);
+        write_cache(&pdir, &cache)?;
     }
     Ok(timings)
 }
@@ -620,6 +797,54 @@ impl Exec<'_, '_> {
         }
     }
 
+    /// What a step's cache key covers: the instruction as written, the variables it sees
+    /// (declared ARGs and the environment), the shell, and for COPY/ADD the content of what
+    /// it reads.
+    fn cache_material(&self, ins: &Instruction) -> Result<String, BuildError> {
+        let content = if matches!(ins.keyword.as_str(), "copy" | "add") && ins.heredocs.is_empty() {
+            let words: Vec<String> = ins
+                .args
+                .iter()
+                .map(|a| {
+                    if ins.json {
+                        Ok(a.clone())
+                    } else {
+                        self.expand(ins, a)
+                    }
+                })
+                .collect::<Result<_, _>>()?;
+            let mut h = Vec::new();
+            if let Some((_, sources)) = words.split_last() {
+                for s in sources {
+                    if s.contains("://") {
+                        continue;
+                    }
+                    for path in context_paths(&self.o.context, s).map_err(|m| self.err(ins, m))? {
+                        h.push(tree_digest(&path).map_err(|e| {
+                            self.err(ins, format!("cannot read `{}`: {e}", path.display()))
+                        })?);
+                    }
+                }
+            }
+            h
+        } else {
+            Vec::new()
+        };
+        Ok(json!({
+            "keyword": ins.keyword,
+            "flags": ins.flags,
+            "args": ins.args,
+            "json": ins.json,
+            "heredocs": ins.heredocs.iter().map(|h| (&h.name, &h.content)).collect::<Vec<_>>(),
+            "sub": ins.sub.as_ref().map(|s| &s.original),
+            "env": self.scope.run_env(),
+            "shell": self.shell,
+            "content": content,
+            "binds": self.o.binds.iter().map(|b| format!("{}:{}:{}", b.source.display(), b.target.display(), b.readonly)).collect::<Vec<_>>(),
+        })
+        .to_string())
+    }
+
     fn current_workdir(&self) -> Result<String, BuildError> {
         let state = self
             .ctx
@@ -833,6 +1058,56 @@ impl Exec<'_, '_> {
         crate::container::copy_step(self.ctx, self.name, &opts)?;
         Ok(())
     }
+}
+
+/// A digest of a file or tree: names, types, modes, symlink targets and contents (not times
+/// or owners, as BuildKit's cache).
+fn tree_digest(path: &Path) -> std::io::Result<String> {
+    use sha2::Digest as _;
+    use std::os::unix::fs::PermissionsExt as _;
+    fn walk(base: &Path, rel: &Path, h: &mut sha2::Sha256) -> std::io::Result<()> {
+        let p = if rel.as_os_str().is_empty() {
+            base.to_path_buf()
+        } else {
+            base.join(rel)
+        };
+        let m = std::fs::symlink_metadata(&p)?;
+        h.update(rel.as_os_str().as_encoded_bytes());
+        h.update([0]);
+        h.update(m.permissions().mode().to_le_bytes());
+        if m.file_type().is_symlink() {
+            h.update(b"l");
+            h.update(std::fs::read_link(&p)?.as_os_str().as_encoded_bytes());
+        } else if m.is_dir() {
+            h.update(b"d");
+            let mut names: Vec<_> = std::fs::read_dir(&p)?
+                .map(|e| e.map(|e| e.file_name()))
+                .collect::<Result<_, _>>()?;
+            names.sort();
+            for n in names {
+                walk(base, &rel.join(n), h)?;
+            }
+        } else if m.is_file() {
+            h.update(b"f");
+            h.update(m.len().to_le_bytes());
+            let mut f = std::fs::File::open(&p)?;
+            let mut buf = vec![0u8; 1 << 16];
+            loop {
+                let n = std::io::Read::read(&mut f, &mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                h.update(&buf[..n]);
+            }
+        } else {
+            h.update(b"o");
+        }
+        h.update([0]);
+        Ok(())
+    }
+    let mut h = sha2::Sha256::new();
+    walk(path, Path::new(""), &mut h)?;
+    Ok(hex::encode(h.finalize()))
 }
 
 /// Is this a tar archive ADD would extract?

@@ -521,6 +521,12 @@ pub struct BuildCmdArgs {
     /// Layer compression: gzip, zstd or none.
     #[arg(long, default_value = "gzip")]
     pub compression: String,
+    /// Run every step again (the step cache is dropped).
+    #[arg(long)]
+    pub no_cache: bool,
+    /// How many platforms build at once (default: all).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub jobs: usize,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,

@@ -80,6 +80,8 @@ pub fn run(s: &Settings, ctx: &Context, a: &BuildCmdArgs) -> Result<Exit> {
         labels: pairs(&a.labels, "--label")?,
         binds,
         compression: a.compression.parse().map_err(UsageError)?,
+        no_cache: a.no_cache,
+        jobs: a.jobs,
     };
     let runner =
         |name: &str, platform: &Platform, o: &crate::container::RunOptions, prefix: &str| {
