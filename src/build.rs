@@ -287,7 +287,7 @@ pub fn build(
     }
     let keys = planned
         .iter()
-        .map(|p| base_key(p))
+        .map(base_key)
         .collect::<Result<Vec<_>, _>>()?;
     let timings = run_all(ctx, o, &name, &planned, &keys, log, runner)?;
     // Labels from the command line.
@@ -385,19 +385,16 @@ fn run_all(
     let mut failures = Vec::new();
     let work: Vec<(&Planned, &String)> = planned.iter().zip(keys).collect();
     for batch in work.chunks(jobs.max(1)) {
-        let results: Vec<Result<Vec<(String, String, f64)>, BuildError>> =
-            std::thread::scope(|sc| {
-                let handles: Vec<_> = batch
-                    .iter()
-                    .map(|(p, key)| {
-                        sc.spawn(move || run_platform(ctx, o, name, p, key, log, runner))
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| h.join().expect("a platform's build does not panic"))
-                    .collect()
-            });
+        let results: Vec<Result<Timings, BuildError>> = std::thread::scope(|sc| {
+            let handles: Vec<_> = batch
+                .iter()
+                .map(|(p, key)| sc.spawn(move || run_platform(ctx, o, name, p, key, log, runner)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("a platform's build does not panic"))
+                .collect()
+        });
         for r in results {
             match r {
                 Ok(t) => timings.extend(t),
@@ -410,6 +407,9 @@ fn run_all(
     }
     Ok(timings)
 }
+
+/// Seconds per step: platform, step label, time.
+type Timings = Vec<(String, String, f64)>;
 
 /// One cached step: its key and the platform's state after it.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
