@@ -352,3 +352,72 @@ fn syntax_errors_point_at_the_line() {
     assert!(r.stderr.contains("not a directory"), "{}", r.stderr);
 }
 case! { syntax_errors_point_at_the_line, needs = [Root] }
+
+/// The step cache, keyed by platform: a rebuild with the same inputs runs nothing and gives the
+/// same index digest (with SOURCE_DATE_EPOCH); a changed copied file reruns only the steps
+/// after its COPY; a changed build arg for one platform reruns only that platform's steps that
+/// see it; `--no-cache` runs everything again.
+fn the_step_cache() {
+    let _emu = Emulation::ensure(TARGETS);
+    let store = tempfile::tempdir().unwrap();
+    let file = format!(
+        "FROM {}\nRUN echo one > /one\nCOPY data.txt /data.txt\nARG N=1\nRUN echo $N $(cat /data.txt) > /two\n",
+        base()
+    );
+    let ctx = context(&[("Containerfile", &file), ("data.txt", "v1\n")]);
+    let out = tempfile::tempdir().unwrap();
+    let build = |tag: &str, extra: &[&str]| {
+        let dest = format!("oci:{}:{tag}", out.path().join("l").display());
+        let mut args = vec![
+            "build",
+            "--platform",
+            "linux/arm64,linux/s390x",
+            "-t",
+            &dest,
+        ];
+        args.extend(extra);
+        let c = ctx.path().to_str().unwrap().to_string();
+        args.push(&c);
+        let r = emubuild_with(
+            store.path(),
+            &args,
+            None,
+            &[("SOURCE_DATE_EPOCH", "1700000000")],
+        )
+        .success();
+        let ran: Vec<String> = r
+            .stderr
+            .lines()
+            .filter(|l| l.contains("] RUN ") || l.contains("] COPY "))
+            .map(|l| {
+                l.split(' ').nth(1).unwrap_or("").to_string()
+                    + " "
+                    + l.split("] ").nth(1).unwrap_or("")
+            })
+            .collect();
+        (r.stdout.trim().to_string(), ran, dest)
+    };
+    let (d1, ran, _) = build("v1", &[]);
+    assert_eq!(ran.len(), 6, "{ran:?}");
+    let (d2, ran, _) = build("v2", &[]);
+    assert_eq!(d1, d2, "the same inputs, the same digest");
+    assert!(ran.is_empty(), "a rebuild ran {ran:?}");
+    std::fs::write(ctx.path().join("data.txt"), "v2\n").unwrap();
+    let (d3, ran, dest) = build("v3", &[]);
+    assert_ne!(d3, d1);
+    assert_eq!(
+        ran.len(),
+        4,
+        "COPY and the RUN after it, per platform: {ran:?}"
+    );
+    assert!(ran.iter().all(|r| !r.contains("echo one")), "{ran:?}");
+    assert_eq!(cat(store.path(), &dest, "linux/s390x", "/two"), "1 v2\n");
+    let (_, ran, dest) = build("v4", &["--build-arg", "linux/s390x:N=2"]);
+    assert_eq!(ran.len(), 1, "only s390x's last RUN: {ran:?}");
+    assert!(ran[0].contains("linux/s390x"), "{ran:?}");
+    assert_eq!(cat(store.path(), &dest, "linux/s390x", "/two"), "2 v2\n");
+    assert_eq!(cat(store.path(), &dest, "linux/arm64", "/two"), "1 v2\n");
+    let (_, ran, _) = build("v5", &["--no-cache"]);
+    assert_eq!(ran.len(), 6, "{ran:?}");
+}
+case! { the_step_cache, needs = SANDBOX, serial = HostBinfmt }
