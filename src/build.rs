@@ -192,7 +192,7 @@ pub fn build(
                 warnings.push(w);
             }
         }
-        let chain = chain_of(&plan, &file)?;
+        let chain = chain_of(&plan, plan.target);
         planned.push(Planned {
             platform: platform.clone(),
             file,
@@ -228,68 +228,63 @@ pub fn build(
         message: format!("FROM {first}: {e}"),
     })?;
     // One working container per context, file, target and platforms: it is the step cache.
-    let name = format!(
-        "build-{}",
-        &crate::digest::sha256_hex(
-            format!(
-                "{}\0{}\0{:?}\0{:?}",
-                o.context.display(),
-                o.file.display(),
-                o.target,
-                o.platforms
-            )
-            .as_bytes()
-        )[..16]
-    );
-    if o.no_cache && ctx.container(&name).exists() {
-        crate::container::remove(ctx, &name)?;
-    }
-    match crate::container::create(ctx, &name, &reference, &o.platforms, true) {
-        Ok(_) => {}
-        // Another base (or platforms) than the cached one: start again.
-        Err(ContainerError::Exists { .. }) => {
-            crate::container::remove(ctx, &name)?;
-            crate::container::create(ctx, &name, &reference, &o.platforms, false)?;
-        }
-        Err(e) => return Err(e.into()),
-    }
-    let base_key = |p: &Planned| -> Result<String, BuildError> {
-        let state = ctx
-            .container(&name)
-            .read_platform(&p.platform)
-            .map_err(ContainerError::from)?;
-        Ok(crate::digest::sha256_hex(
-            format!(
-                "{reference}\0{}\0{:?}",
-                state.base_manifest.as_deref().unwrap_or(""),
-                state
-                    .base_layers
-                    .iter()
-                    .map(|l| &l.diff_id)
-                    .collect::<Vec<_>>()
-            )
-            .as_bytes(),
-        ))
-    };
-    // A base that changed under the same reference (a moved tag) starts the cache again.
-    let stale = planned.iter().try_fold(false, |stale, p| {
-        let key = base_key(p)?;
-        Ok::<bool, BuildError>(
-            stale
-                || read_cache(&ctx.container(&name).platform_dir(&p.platform))
-                    .first()
-                    .is_some_and(|e| e.key != key),
+    let id = crate::digest::sha256_hex(
+        format!(
+            "{}\0{}\0{:?}\0{:?}",
+            o.context.display(),
+            o.file.display(),
+            o.target,
+            o.platforms
         )
-    })?;
-    if stale {
-        crate::container::remove(ctx, &name)?;
-        crate::container::create(ctx, &name, &reference, &o.platforms, false)?;
+        .as_bytes(),
+    );
+    let name = format!("build-{}", &id[..16]);
+    // The other stages the target reads, each in a container of its own: per target
+    // platform, or once for all when it runs natively and reads no TARGET* ARG.
+    let mut built: BuiltStages = Vec::new();
+    let mut timings = Vec::new();
+    for p in &planned {
+        for &d in &p.plan.order {
+            if p.chain.contains(&d) {
+                continue;
+            }
+            let chain = chain_of(&p.plan, d);
+            let stage = &p.plan.stages[d];
+            let shared = chain
+                .iter()
+                .all(|i| p.plan.stages[*i].native && !p.plan.stages[*i].reads_target);
+            let run_as = stage.platform.clone();
+            let owner = if shared { &run_as } else { &p.platform };
+            let cname = format!("build-{}-{}-{}", &id[..16], d, owner.file_name());
+            if !built.iter().any(|(_, (n, _))| *n == cname) {
+                let Base::Image(base) = &p.plan.stages[chain[0]].base else {
+                    unreachable!("a chain starts at an image")
+                };
+                let reference: Reference = base.parse().map_err(|e| BuildError::Step {
+                    platform: p.platform.to_string(),
+                    stage: stage.label(),
+                    file: p.file.clone(),
+                    line: p.plan.stages[chain[0]].line,
+                    message: format!("FROM {base}: {e}"),
+                })?;
+                let keys = prepare(
+                    ctx,
+                    &cname,
+                    &reference,
+                    std::slice::from_ref(&run_as),
+                    o.no_cache,
+                )?;
+                timings.extend(run_platform(
+                    ctx, o, &cname, p, &chain, &run_as, &keys[0], &built, log, runner,
+                )?);
+            }
+            built.push(((d, p.platform.clone()), (cname, run_as)));
+        }
     }
-    let keys = planned
-        .iter()
-        .map(base_key)
-        .collect::<Result<Vec<_>, _>>()?;
-    let timings = run_all(ctx, o, &name, &planned, &keys, log, runner)?;
+    let keys = prepare(ctx, &name, &reference, &o.platforms, o.no_cache)?;
+    timings.extend(run_all(
+        ctx, o, &name, &planned, &keys, &built, log, runner,
+    )?);
     // Labels from the command line.
     let cdir = ctx.container(&name);
     for p in &o.platforms {
@@ -345,30 +340,72 @@ pub fn build(
     })
 }
 
-/// The target's stages, base first: `FROM stage` is followed back to an image. Other stages
-/// the target needs (`COPY --from`, `RUN --mount=from=`) are not built by this version.
-fn chain_of(plan: &Plan, file: &str) -> Result<Vec<usize>, BuildError> {
-    let mut chain = vec![plan.target];
+/// A stage's chain, base first: `FROM stage` followed back to an image.
+fn chain_of(plan: &Plan, stage: usize) -> Vec<usize> {
+    let mut chain = vec![stage];
     while let Base::Stage(i) = plan.stages[*chain.last().expect("not empty")].base {
         chain.push(i);
     }
     chain.reverse();
-    if let Some(extra) = plan.order.iter().find(|i| !chain.contains(i)) {
-        let s = &plan.stages[*extra];
-        return Err(BuildError::Step {
-            platform: s.platform.to_string(),
-            stage: s.label(),
-            file: file.to_string(),
-            line: s.line,
-            message: format!(
-                "stage `{}` is read by COPY --from or RUN --mount=from=: building other stages for it is not supported yet; build it alone with `--target {}` and COPY from the image",
-                s.label(),
-                s.label()
-            ),
-        });
-    }
-    Ok(chain)
+    chain
 }
+
+/// Makes (or reuses, as the step cache) the working container `name` from `reference` for
+/// `platforms`: a different base, a moved tag or `--no-cache` start it again. The base key of
+/// each platform.
+fn prepare(
+    ctx: &Context,
+    name: &str,
+    reference: &Reference,
+    platforms: &[Platform],
+    no_cache: bool,
+) -> Result<Vec<String>, BuildError> {
+    if no_cache && ctx.container(name).exists() {
+        crate::container::remove(ctx, name)?;
+    }
+    match crate::container::create(ctx, name, reference, platforms, true) {
+        Ok(_) => {}
+        Err(ContainerError::Exists { .. }) => {
+            crate::container::remove(ctx, name)?;
+            crate::container::create(ctx, name, reference, platforms, false)?;
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let base_key = |p: &Platform| -> Result<String, BuildError> {
+        let state = ctx
+            .container(name)
+            .read_platform(p)
+            .map_err(ContainerError::from)?;
+        Ok(crate::digest::sha256_hex(
+            format!(
+                "{reference}\0{}\0{:?}",
+                state.base_manifest.as_deref().unwrap_or(""),
+                state
+                    .base_layers
+                    .iter()
+                    .map(|l| &l.diff_id)
+                    .collect::<Vec<_>>()
+            )
+            .as_bytes(),
+        ))
+    };
+    let mut stale = false;
+    for p in platforms {
+        let key = base_key(p)?;
+        stale |= read_cache(&ctx.container(name).platform_dir(p))
+            .first()
+            .is_some_and(|e| e.key != key);
+    }
+    if stale {
+        crate::container::remove(ctx, name)?;
+        crate::container::create(ctx, name, reference, platforms, false)?;
+    }
+    platforms.iter().map(base_key).collect()
+}
+
+/// Where each stage a target reads was built: (stage, target platform) -> (container, the
+/// platform it ran as).
+type BuiltStages = Vec<((usize, Platform), (String, Platform))>;
 
 /// Every platform, `o.jobs` at once (all when 0): all or nothing.
 fn run_all(
@@ -377,6 +414,7 @@ fn run_all(
     name: &str,
     planned: &[Planned],
     keys: &[String],
+    built: &BuiltStages,
     log: &Log<'_>,
     runner: &StepRunner<'_>,
 ) -> Result<Vec<(String, String, f64)>, BuildError> {
@@ -388,7 +426,22 @@ fn run_all(
         let results: Vec<Result<Timings, BuildError>> = std::thread::scope(|sc| {
             let handles: Vec<_> = batch
                 .iter()
-                .map(|(p, key)| sc.spawn(move || run_platform(ctx, o, name, p, key, log, runner)))
+                .map(|(p, key)| {
+                    sc.spawn(move || {
+                        run_platform(
+                            ctx,
+                            o,
+                            name,
+                            p,
+                            &p.chain,
+                            &p.platform,
+                            key,
+                            built,
+                            log,
+                            runner,
+                        )
+                    })
+                })
                 .collect();
             handles
                 .into_iter()
@@ -419,6 +472,9 @@ struct CacheEntry {
 }
 
 const CACHE_FILE: &str = "build-cache.json";
+
+/// Part of every key: a change to what a step does starts every cache again.
+const CACHE_VERSION: u32 = 1;
 
 fn read_cache(pdir: &Path) -> Vec<CacheEntry> {
     std::fs::read(pdir.join(CACHE_FILE))
@@ -452,26 +508,28 @@ fn replay_scope(scope: &mut Scope<'_>, shell: &mut Vec<String>, ins: &Instructio
     }
 }
 
+/// Runs `chain` (stages of `p`'s plan) in the container `name`, as platform `run_as`.
+#[allow(clippy::too_many_arguments)]
 fn run_platform(
     ctx: &Context,
     o: &BuildOptions,
     name: &str,
     p: &Planned,
+    chain: &[usize],
+    run_as: &Platform,
     base_key: &str,
+    built: &BuiltStages,
     log: &Log<'_>,
     runner: &StepRunner<'_>,
 ) -> Result<Vec<(String, String, f64)>, BuildError> {
     let mut timings = Vec::new();
-    let steps: usize = p
-        .chain
+    let steps: usize = chain
         .iter()
         .map(|i| p.plan.stages[*i].instructions.len())
         .sum();
     let cdir = ctx.container(name);
-    let pdir = cdir.platform_dir(&p.platform);
-    let state0 = cdir
-        .read_platform(&p.platform)
-        .map_err(ContainerError::from)?;
+    let pdir = cdir.platform_dir(run_as);
+    let state0 = cdir.read_platform(run_as).map_err(ContainerError::from)?;
     let mut cache = read_cache(&pdir);
     if cache.first().is_none_or(|e| e.key != base_key) {
         cache = vec![CacheEntry {
@@ -491,12 +549,16 @@ fn run_platform(
     let mut shell = vec!["/bin/sh".to_string(), "-c".to_string()];
     let mut n = 0;
     let mut diverged = false;
-    for si in &p.chain {
+    for si in chain {
         let stage = &p.plan.stages[*si];
         for ins in &stage.instructions {
             n += 1;
             let label = format!("{}/{}", n, steps);
-            let prefix = format!("[{} {} {label}] ", p.platform, stage.label());
+            let prefix = if run_as == &p.platform {
+                format!("[{} {} {label}] ", p.platform, stage.label())
+            } else {
+                format!("[{} {} {label} as {run_as}] ", p.platform, stage.label())
+            };
             let started = Instant::now();
             let mut exec = Exec {
                 ctx,
@@ -505,6 +567,8 @@ fn run_platform(
                 prefix: prefix.clone(),
                 name,
                 p,
+                run_as,
+                built,
                 stage: &stage.label(),
                 scope: &mut scope,
                 shell: &mut shell,
@@ -535,9 +599,7 @@ fn run_platform(
             }
             log(&format!("{prefix}{}", ins.original));
             exec.instruction(ins)?;
-            let state = cdir
-                .read_platform(&p.platform)
-                .map_err(ContainerError::from)?;
+            let state = cdir.read_platform(run_as).map_err(ContainerError::from)?;
             cache.push(CacheEntry { key, state });
             write_cache(&pdir, &cache)?;
             timings.push((
@@ -575,6 +637,9 @@ struct Exec<'a, 'p> {
     prefix: String,
     name: &'a str,
     p: &'a Planned,
+    /// The platform the container runs (the build platform for a native stage).
+    run_as: &'a Platform,
+    built: &'a BuiltStages,
     stage: &'a str,
     scope: &'a mut Scope<'p>,
     shell: &'a mut Vec<String>,
@@ -604,10 +669,10 @@ impl Exec<'_, '_> {
     ) -> Result<(), BuildError> {
         let cdir = self.ctx.container(self.name);
         let _lock = cdir
-            .lock_platform(&self.p.platform)
+            .lock_platform(self.run_as)
             .map_err(ContainerError::from)?;
         let mut state = cdir
-            .read_platform(&self.p.platform)
+            .read_platform(self.run_as)
             .map_err(ContainerError::from)?;
         f(&mut state.config);
         cdir.write_platform(&state).map_err(ContainerError::from)?;
@@ -797,11 +862,58 @@ impl Exec<'_, '_> {
         }
     }
 
+    /// The container and platform `COPY --from=FROM` reads, and a key for its content: an
+    /// earlier stage the build made, or an image (made into a working container of its own).
+    fn from_source(
+        &self,
+        ins: &Instruction,
+        from: &str,
+    ) -> Result<(String, Platform, String), BuildError> {
+        let stages = &self.p.plan.stages;
+        let idx = stages
+            .iter()
+            .find(|st| st.name.as_deref() == Some(from.to_ascii_lowercase().as_str()))
+            .map(|st| st.index)
+            .or_else(|| from.parse::<usize>().ok().filter(|i| *i < stages.len()));
+        if let Some(i) = idx
+            && let Some((_, (cname, platform))) = self
+                .built
+                .iter()
+                .find(|((d, t), _)| *d == i && *t == self.p.platform)
+        {
+            let cache = read_cache(&self.ctx.container(cname).platform_dir(platform));
+            let key = cache.last().map(|e| e.key.clone()).unwrap_or_default();
+            return Ok((cname.clone(), platform.clone(), key));
+        }
+        let reference: Reference = from.parse().map_err(|e| {
+            self.err(
+                ins,
+                format!("--from={from}: neither an earlier stage nor an image ({e})"),
+            )
+        })?;
+        let cname = format!(
+            "build-img-{}",
+            &crate::digest::sha256_hex(format!("{reference}\0{}", self.run_as).as_bytes())[..16]
+        );
+        let keys = prepare(
+            self.ctx,
+            &cname,
+            &reference,
+            std::slice::from_ref(self.run_as),
+            false,
+        )?;
+        Ok((cname, self.run_as.clone(), keys[0].clone()))
+    }
+
     /// What a step's cache key covers: the instruction as written, the variables it sees
     /// (declared ARGs and the environment), the shell, and for COPY/ADD the content of what
     /// it reads.
     fn cache_material(&self, ins: &Instruction) -> Result<String, BuildError> {
-        let content = if matches!(ins.keyword.as_str(), "copy" | "add") && ins.heredocs.is_empty() {
+        let from = ins.flags.iter().find_map(|f| f.strip_prefix("--from="));
+        let content = if let Some(from) = from {
+            let from = self.expand(ins, from)?;
+            vec![self.from_source(ins, &from)?.2]
+        } else if matches!(ins.keyword.as_str(), "copy" | "add") && ins.heredocs.is_empty() {
             let words: Vec<String> = ins
                 .args
                 .iter()
@@ -831,6 +943,7 @@ impl Exec<'_, '_> {
             Vec::new()
         };
         Ok(json!({
+            "version": CACHE_VERSION,
             "keyword": ins.keyword,
             "flags": ins.flags,
             "args": ins.args,
@@ -849,7 +962,7 @@ impl Exec<'_, '_> {
         let state = self
             .ctx
             .container(self.name)
-            .read_platform(&self.p.platform)
+            .read_platform(self.run_as)
             .map_err(ContainerError::from)?;
         Ok(state.config.working_dir().unwrap_or("/").to_string())
     }
@@ -963,7 +1076,7 @@ impl Exec<'_, '_> {
             stdin: false,
             platform_env: false,
         };
-        let code = (self.runner)(self.name, &self.p.platform, &opts, &self.prefix)
+        let code = (self.runner)(self.name, self.run_as, &opts, &self.prefix)
             .map_err(|m| self.err(ins, m))?;
         if code != 0 {
             return Err(BuildError::Run {
@@ -982,6 +1095,7 @@ impl Exec<'_, '_> {
         let add = ins.keyword == "add";
         let mut chown = None;
         let mut chmod = None;
+        let mut from = None;
         for f in &ins.flags {
             let (k, v) = f.split_once('=').unwrap_or((f.as_str(), ""));
             match k {
@@ -993,9 +1107,7 @@ impl Exec<'_, '_> {
                     })?);
                 }
                 "--link" => {}
-                "--from" => {
-                    return Err(self.err(ins, format!("{f}: copying from another stage or image is not supported yet by emubuild build")));
-                }
+                "--from" => from = Some(self.expand(ins, v)?),
                 _ => {
                     return Err(self.err(
                         ins,
@@ -1028,7 +1140,31 @@ impl Exec<'_, '_> {
             ));
         };
         let mut paths = Vec::new();
-        for s in sources {
+        let staging = self.ctx.store.staging().map_err(ContainerError::from)?;
+        if let Some(from) = &from {
+            let (cname, platform, _) = self.from_source(ins, from)?;
+            let cdir = self.ctx.container(&cname);
+            let state = cdir
+                .read_platform(&platform)
+                .map_err(ContainerError::from)?;
+            let lowers =
+                crate::container::stack_of(&self.ctx.store, &state, &cdir.platform_dir(&platform))?;
+            for (i, s) in sources.iter().enumerate() {
+                if s.contains(['*', '?', '[']) {
+                    return Err(self.err(ins, format!("--from={from} {s}: wildcards in sources from a stage are not supported yet; name the path")));
+                }
+                let rel = crate::rootfs::within::normalize(Path::new(s.trim_start_matches('/')))
+                    .map_err(|e| self.err(ins, format!("`{s}`: {e}")))?
+                    .unwrap_or_default();
+                let dir = staging.path().join(i.to_string());
+                std::fs::create_dir_all(&dir).map_err(ContainerError::io("create", &dir))?;
+                let out = dir.join(rel.file_name().unwrap_or(std::ffi::OsStr::new("root")));
+                crate::rootfs::stack::export(&lowers, &rel, &out)
+                    .map_err(|e| self.err(ins, format!("--from={from} {s}: {e}")))?;
+                paths.push(out);
+            }
+        }
+        for s in sources.iter().filter(|_| from.is_none()) {
             if add && (s.contains("://") || s.starts_with("git@")) {
                 return Err(self.err(ins, format!("ADD {s}: URLs and git sources are not supported yet; download it in a RUN step or into the context")));
             }
@@ -1053,7 +1189,13 @@ impl Exec<'_, '_> {
             dest,
             chmod,
             chown,
-            platforms: Some(vec![self.p.platform.clone()]),
+            platforms: Some(vec![self.run_as.clone()]),
+            // As BuildKit records it: the instruction, not where its files were staged.
+            created_by: Some(format!("{} {}", ins.keyword.to_uppercase(), {
+                let o = &ins.original;
+                o.split_once(char::is_whitespace)
+                    .map_or("", |(_, r)| r.trim_start())
+            })),
         };
         crate::container::copy_step(self.ctx, self.name, &opts)?;
         Ok(())

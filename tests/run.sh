@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 fixtures="${EMUKIT_FIXTURES:-$PWD/target/test-fixtures}"
-busybox_arches=(arm64 armhf s390x ppc64el)
+busybox_arches=(amd64 arm64 armhf s390x ppc64el)
 
 need_pkgs=()
 have() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = 'install ok installed' ]; }
@@ -37,6 +37,7 @@ done
 if [ "${#missing[@]}" -gt 0 ]; then
   added=0
   for a in "${missing[@]}"; do
+    [ "$a" = "$(dpkg --print-architecture)" ] && continue
     if ! dpkg --print-foreign-architectures | grep -qx "$a"; then
       dpkg --add-architecture "$a"; added=1
     fi

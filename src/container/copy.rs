@@ -20,6 +20,8 @@ pub struct CopyOptions {
     pub chown: Option<String>,
     /// Only these platforms of the container (all when None).
     pub platforms: Option<Vec<crate::platform::Platform>>,
+    /// The history's `created_by` (default: `emubuild copy SRC... DEST`).
+    pub created_by: Option<String>,
 }
 
 /// Copies host files into every platform of a working container as a new step (no emulation),
@@ -142,7 +144,10 @@ pub fn copy_step(
         words.extend(opts.sources.iter().map(|s| s.display().to_string()));
         words.push(opts.dest.clone());
         let step = Step {
-            created_by: crate::util::shell_join(&words),
+            created_by: opts
+                .created_by
+                .clone()
+                .unwrap_or_else(|| crate::util::shell_join(&words)),
             created: ctx.now_rfc3339(),
             dir: Some(rel),
             layer: None,

@@ -229,3 +229,104 @@ mod tests {
         }
     }
 }
+
+/// Copies what `rel` names in the merged view of `lowers` (a file, a symlink as a symlink, or
+/// a directory tree: entries of every layer down to an opaque directory, whited-out ones left
+/// out) to `dest` on the host, with modes, owners and times. Symlinked directories on the way
+/// to `rel` are followed inside the root; nothing below is followed. Devices and FIFOs are
+/// skipped. `COPY --from` reads a stage this way.
+pub fn export(lowers: &[PathBuf], rel: &Path, dest: &Path) -> std::io::Result<()> {
+    let real = resolve_inner(lowers, rel, true).map_err(std::io::Error::other)?;
+    export_at(lowers, &real, dest)
+}
+
+fn export_at(lowers: &[PathBuf], rel: &Path, dest: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    let not_found = || {
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("`/{}` does not exist", rel.display()),
+        )
+    };
+    let Some(Ok((layer, _))) = topmost(lowers, rel) else {
+        return Err(not_found());
+    };
+    let src = layer.join(rel);
+    let meta = std::fs::symlink_metadata(&src)?;
+    let ft = meta.file_type();
+    if ft.is_symlink() {
+        std::os::unix::fs::symlink(std::fs::read_link(&src)?, dest)?;
+    } else if ft.is_file() {
+        let mut from = crate::oci::layout::open_regular(&src)?;
+        let mut to = std::fs::File::create(dest)?;
+        std::io::copy(&mut from, &mut to)?;
+        std::fs::set_permissions(dest, std::fs::Permissions::from_mode(meta.mode() & 0o7777))?;
+    } else if ft.is_dir() {
+        std::fs::create_dir(dest)?;
+        // The layers this directory's entries come from: down to an opaque one, or to a layer
+        // where the path is not a directory.
+        let start = lowers.iter().position(|l| *l == layer).unwrap_or(0);
+        let mut visible = Vec::new();
+        for l in &lowers[start..] {
+            match std::fs::symlink_metadata(l.join(rel)) {
+                Ok(m) if m.is_dir() => {
+                    visible.push(l.clone());
+                    if super::overlay::is_opaque(&l.join(rel)) {
+                        break;
+                    }
+                }
+                Ok(_) => break,
+                Err(_) => {}
+            }
+        }
+        let mut names = std::collections::BTreeSet::new();
+        let mut gone = std::collections::BTreeSet::new();
+        for l in &visible {
+            for e in std::fs::read_dir(l.join(rel))? {
+                let e = e?;
+                let name = e.file_name();
+                if names.contains(&name) || gone.contains(&name) {
+                    continue;
+                }
+                let st = nix::sys::stat::lstat(&e.path()).map_err(std::io::Error::from)?;
+                if super::overlay::is_whiteout(&st) {
+                    gone.insert(name);
+                } else {
+                    names.insert(name);
+                }
+            }
+        }
+        for name in names {
+            let child = rel.join(&name);
+            // Lower layers below this directory's own are not seen for its entries.
+            let top = lowers.iter().position(|l| *l == visible[0]).unwrap_or(0);
+            let end = lowers
+                .iter()
+                .position(|l| Some(l) == visible.last())
+                .map_or(lowers.len(), |i| i + 1);
+            match export_at(&lowers[top..end], &child, &dest.join(&name)) {
+                Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {}
+                other => other?,
+            }
+        }
+        std::fs::set_permissions(dest, std::fs::Permissions::from_mode(meta.mode() & 0o7777))?;
+    } else {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            format!("`/{}` is a device or FIFO", rel.display()),
+        ));
+    }
+    let _ = std::os::unix::fs::lchown(dest, Some(meta.uid()), Some(meta.gid()));
+    let times = [
+        nix::sys::time::TimeSpec::new(meta.atime(), meta.atime_nsec()),
+        nix::sys::time::TimeSpec::new(meta.mtime(), meta.mtime_nsec()),
+    ];
+    let _ = nix::sys::stat::utimensat(
+        nix::fcntl::AT_FDCWD,
+        dest,
+        &times[0],
+        &times[1],
+        nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+    );
+    Ok(())
+}

@@ -27,6 +27,7 @@ pub fn run(s: &Settings, ctx: &Context, a: &CopyArgs) -> Result<Exit> {
         chmod,
         chown: a.chown.clone(),
         platforms: None,
+        created_by: None,
     };
     let steps = container::copy_step(ctx, &a.name, &opts)?;
     s.printer.info(format!(
