@@ -408,6 +408,7 @@ fn prepare(
 type BuiltStages = Vec<((usize, Platform), (String, Platform))>;
 
 /// Every platform, `o.jobs` at once (all when 0): all or nothing.
+#[allow(clippy::too_many_arguments)]
 fn run_all(
     ctx: &Context,
     o: &BuildOptions,
@@ -864,7 +865,7 @@ impl Exec<'_, '_> {
 
     /// The container and platform `COPY --from=FROM` reads, and a key for its content: an
     /// earlier stage the build made, or an image (made into a working container of its own).
-    fn from_source(
+    fn copy_source(
         &self,
         ins: &Instruction,
         from: &str,
@@ -912,7 +913,7 @@ impl Exec<'_, '_> {
         let from = ins.flags.iter().find_map(|f| f.strip_prefix("--from="));
         let content = if let Some(from) = from {
             let from = self.expand(ins, from)?;
-            vec![self.from_source(ins, &from)?.2]
+            vec![self.copy_source(ins, &from)?.2]
         } else if matches!(ins.keyword.as_str(), "copy" | "add") && ins.heredocs.is_empty() {
             let words: Vec<String> = ins
                 .args
@@ -1142,7 +1143,7 @@ impl Exec<'_, '_> {
         let mut paths = Vec::new();
         let staging = self.ctx.store.staging().map_err(ContainerError::from)?;
         if let Some(from) = &from {
-            let (cname, platform, _) = self.from_source(ins, from)?;
+            let (cname, platform, _) = self.copy_source(ins, from)?;
             let cdir = self.ctx.container(&cname);
             let state = cdir
                 .read_platform(&platform)
