@@ -184,52 +184,6 @@ pub fn copy_dir_meta(lowers: &[PathBuf], rel: &Path, dest: &Path) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn symlinked_directories_are_followed_across_layers() {
-        let d = tempfile::tempdir().unwrap();
-        let base = d.path().join("base");
-        let top = d.path().join("top");
-        std::fs::create_dir_all(base.join("usr/bin")).unwrap();
-        std::os::unix::fs::symlink("usr/bin", base.join("bin")).unwrap();
-        std::fs::create_dir_all(top.join("etc")).unwrap();
-        std::os::unix::fs::symlink("/opt/real", top.join("etc/conf")).unwrap();
-        let lowers = vec![top.clone(), base.clone()];
-        assert_eq!(
-            resolve(&lowers, Path::new("bin/tool")).unwrap(),
-            Path::new("usr/bin/tool")
-        );
-        assert_eq!(
-            resolve(&lowers, Path::new("etc/conf/x")).unwrap(),
-            Path::new("opt/real/x")
-        );
-        assert_eq!(
-            resolve(&lowers, Path::new("new/dir/file")).unwrap(),
-            Path::new("new/dir/file")
-        );
-        assert_eq!(exists(&lowers, Path::new("usr/bin")), Some(true));
-        assert_eq!(exists(&lowers, Path::new("bin")), None);
-        assert_eq!(exists(&lowers, Path::new("nope")), Some(false));
-        nix::sys::stat::mknod(
-            &top.join("usr"),
-            SFlag::S_IFCHR,
-            nix::sys::stat::Mode::empty(),
-            0,
-        )
-        .ok();
-        if top.join("usr").exists() {
-            assert_eq!(
-                exists(&lowers, Path::new("usr")),
-                Some(false),
-                "a whiteout hides it"
-            );
-        }
-    }
-}
-
 /// Copies what `rel` names in the merged view of `lowers` (a file, a symlink as a symlink, or
 /// a directory tree: entries of every layer down to an opaque directory, whited-out ones left
 /// out) to `dest` on the host, with modes, owners and times. Symlinked directories on the way
@@ -329,4 +283,50 @@ fn export_at(lowers: &[PathBuf], rel: &Path, dest: &Path) -> std::io::Result<()>
         nix::sys::stat::UtimensatFlags::NoFollowSymlink,
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn symlinked_directories_are_followed_across_layers() {
+        let d = tempfile::tempdir().unwrap();
+        let base = d.path().join("base");
+        let top = d.path().join("top");
+        std::fs::create_dir_all(base.join("usr/bin")).unwrap();
+        std::os::unix::fs::symlink("usr/bin", base.join("bin")).unwrap();
+        std::fs::create_dir_all(top.join("etc")).unwrap();
+        std::os::unix::fs::symlink("/opt/real", top.join("etc/conf")).unwrap();
+        let lowers = vec![top.clone(), base.clone()];
+        assert_eq!(
+            resolve(&lowers, Path::new("bin/tool")).unwrap(),
+            Path::new("usr/bin/tool")
+        );
+        assert_eq!(
+            resolve(&lowers, Path::new("etc/conf/x")).unwrap(),
+            Path::new("opt/real/x")
+        );
+        assert_eq!(
+            resolve(&lowers, Path::new("new/dir/file")).unwrap(),
+            Path::new("new/dir/file")
+        );
+        assert_eq!(exists(&lowers, Path::new("usr/bin")), Some(true));
+        assert_eq!(exists(&lowers, Path::new("bin")), None);
+        assert_eq!(exists(&lowers, Path::new("nope")), Some(false));
+        nix::sys::stat::mknod(
+            &top.join("usr"),
+            SFlag::S_IFCHR,
+            nix::sys::stat::Mode::empty(),
+            0,
+        )
+        .ok();
+        if top.join("usr").exists() {
+            assert_eq!(
+                exists(&lowers, Path::new("usr")),
+                Some(false),
+                "a whiteout hides it"
+            );
+        }
+    }
 }
