@@ -421,3 +421,99 @@ fn the_step_cache() {
     assert_eq!(ran.len(), 6, "{ran:?}");
 }
 case! { the_step_cache, needs = SANDBOX, serial = HostBinfmt }
+
+/// A multi-stage build: a `$BUILDPLATFORM` stage that reads no TARGET* ARG runs natively and
+/// once for both targets (its `uname -m` is the host's, and one container is made for it); a
+/// `$BUILDPLATFORM` stage that declares TARGETARCH runs natively once per target; the final
+/// stage runs under emulation and copies from both (a file, and a directory's contents). An
+/// unneeded stage is not built. The same build again gives the same digest.
+fn multi_stage_with_native_stages() {
+    let _emu = Emulation::ensure(TARGETS);
+    let store = tempfile::tempdir().unwrap();
+    let file = format!(
+        r#"FROM --platform=$BUILDPLATFORM scratch AS tools
+COPY busybox /bin/busybox
+RUN ["/bin/busybox", "sh", "-c", "/bin/busybox mkdir -p /out/sub && /bin/busybox uname -m > /out/native && echo deep > /out/sub/f"]
+FROM --platform=$BUILDPLATFORM scratch AS cross
+COPY busybox /bin/busybox
+ARG TARGETARCH
+RUN ["/bin/busybox", "sh", "-c", "echo built-for-$TARGETARCH-on-$(/bin/busybox uname -m) > /arch"]
+FROM {base} AS unused
+RUN false
+FROM {base}
+COPY --from=tools /out/native /native
+COPY --from=cross /arch /arch
+COPY --from=tools /out /outdir/
+RUN echo "$(cat /native) $(cat /arch) $(uname -m) $(cat /outdir/sub/f)" > /result
+"#,
+        base = base()
+    );
+    let bb = std::fs::read(fixtures().join("busybox/amd64/busybox")).unwrap();
+    let ctx = context(&[("Containerfile", &file)]);
+    std::fs::write(ctx.path().join("busybox"), bb).unwrap();
+    std::fs::set_permissions(
+        ctx.path().join("busybox"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let build = |tag: &str| {
+        let dest = format!("oci:{}:{tag}", out.path().join("l").display());
+        let c = ctx.path().to_str().unwrap().to_string();
+        let r = emubuild_with(
+            store.path(),
+            &[
+                "build",
+                "--platform",
+                "linux/arm64,linux/s390x",
+                "-t",
+                &dest,
+                &c,
+            ],
+            None,
+            &[("SOURCE_DATE_EPOCH", "1700000000")],
+        )
+        .success();
+        (r, dest)
+    };
+    let (r, dest) = build("v1");
+    let tools_runs = r
+        .stderr
+        .lines()
+        .filter(|l| l.contains(" tools 2/2 as linux/amd64] RUN"))
+        .count();
+    assert_eq!(
+        tools_runs, 1,
+        "the shared native stage runs once: {}",
+        r.stderr
+    );
+    let cross_runs = r
+        .stderr
+        .lines()
+        .filter(|l| l.contains(" cross 3/3 as linux/amd64] RUN"))
+        .count();
+    assert_eq!(cross_runs, 2, "once per target: {}", r.stderr);
+    assert!(
+        !r.stderr.contains("unused"),
+        "an unneeded stage was built: {}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("warning"), "{}", r.stderr);
+    assert_eq!(
+        cat(store.path(), &dest, "linux/arm64", "/result"),
+        "x86_64 built-for-arm64-on-x86_64 aarch64 deep\n"
+    );
+    assert_eq!(
+        cat(store.path(), &dest, "linux/s390x", "/result"),
+        "x86_64 built-for-s390x-on-x86_64 s390x deep\n"
+    );
+    let first = r.stdout.trim().to_string();
+    let (r, _) = build("v2");
+    assert_eq!(r.stdout.trim(), first, "cached, the same digest");
+    assert!(
+        !r.stderr.lines().any(|l| l.contains("] RUN")),
+        "{}",
+        r.stderr
+    );
+}
+case! { multi_stage_with_native_stages, needs = SANDBOX + [Busybox("amd64")], serial = HostBinfmt }
