@@ -911,6 +911,30 @@ impl Exec<'_, '_> {
     /// it reads.
     fn cache_material(&self, ins: &Instruction) -> Result<String, BuildError> {
         let from = ins.flags.iter().find_map(|f| f.strip_prefix("--from="));
+        let mut bound = Vec::new();
+        for f in &ins.flags {
+            let Some(m) = f.strip_prefix("--mount=") else {
+                continue;
+            };
+            let m = self.expand(ins, m)?;
+            let kv: Vec<(&str, &str)> = m.split(',').filter_map(|p| p.split_once('=')).collect();
+            let get = |k: &str| kv.iter().rev().find(|(n, _)| *n == k).map(|(_, v)| *v);
+            if get("type").unwrap_or("bind") == "bind" {
+                match get("from") {
+                    Some(from) => bound.push(self.copy_source(ins, from)?.2),
+                    None => {
+                        let src = get("source").or_else(|| get("src")).unwrap_or(".");
+                        for p in
+                            context_paths(&self.o.context, src).map_err(|m| self.err(ins, m))?
+                        {
+                            bound.push(tree_digest(&p).map_err(|e| {
+                                self.err(ins, format!("cannot read `{}`: {e}", p.display()))
+                            })?);
+                        }
+                    }
+                }
+            }
+        }
         let content = if let Some(from) = from {
             let from = self.expand(ins, from)?;
             vec![self.copy_source(ins, &from)?.2]
@@ -954,6 +978,7 @@ impl Exec<'_, '_> {
             "env": self.scope.run_env(),
             "shell": self.shell,
             "content": content,
+            "bound": bound,
             "binds": self.o.binds.iter().map(|b| format!("{}:{}:{}", b.source.display(), b.target.display(), b.readonly)).collect::<Vec<_>>(),
         })
         .to_string())
@@ -1013,15 +1038,17 @@ impl Exec<'_, '_> {
 
     fn run(&mut self, ins: &Instruction) -> Result<(), BuildError> {
         let mut network = Network::Host;
+        let mut mounts = self.o.binds.clone();
+        // Held for the step: `sharing=locked` caches, and staged or empty directories.
+        let mut held: Vec<crate::util::FileLock> = Vec::new();
+        let mut staged: Vec<tempfile::TempDir> = Vec::new();
         for f in &ins.flags {
             match f.as_str() {
                 "--network=none" => network = Network::None,
                 "--network=host" | "--network=default" => network = Network::Host,
                 f if f.starts_with("--mount=") => {
-                    return Err(self.err(
-                        ins,
-                        format!("RUN {f}: mounts are not supported yet by emubuild build"),
-                    ));
+                    let m = self.expand(ins, &f["--mount=".len()..])?;
+                    mounts.push(self.mount(ins, &m, &mut held, &mut staged)?);
                 }
                 f => return Err(self.err(ins, format!("RUN: unknown flag {f}"))),
             }
@@ -1071,7 +1098,7 @@ impl Exec<'_, '_> {
             env: self.scope.run_env(),
             workdir: None,
             user: None,
-            mounts: self.o.binds.clone(),
+            mounts,
             network,
             tty: false,
             stdin: false,
@@ -1090,6 +1117,141 @@ impl Exec<'_, '_> {
             });
         }
         Ok(())
+    }
+
+    /// One `RUN --mount=...`: `type=cache` (a directory in the store kept between builds, per
+    /// platform unless `platform-shared`; `sharing=locked` holds a lock for the step,
+    /// `private` gets an empty one), `type=bind` (from the context, read-only unless `rw`, or
+    /// `from=` a stage or image) and `type=tmpfs` (an empty directory, discarded). Never part
+    /// of a layer.
+    fn mount(
+        &self,
+        ins: &Instruction,
+        spec: &str,
+        held: &mut Vec<crate::util::FileLock>,
+        staged: &mut Vec<tempfile::TempDir>,
+    ) -> Result<Bind, BuildError> {
+        let mut kv: Vec<(String, String)> = Vec::new();
+        for part in spec.split(',').filter(|p| !p.is_empty()) {
+            let (k, v) = part.split_once('=').unwrap_or((part, "true"));
+            kv.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+        }
+        let get = |k: &str| {
+            kv.iter()
+                .rev()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.as_str())
+        };
+        let flag = |k: &str| get(k).is_some_and(|v| v != "false");
+        let target = get("target")
+            .or_else(|| get("dst"))
+            .or_else(|| get("destination"))
+            .ok_or_else(|| self.err(ins, format!("--mount={spec}: no target=")))?;
+        let target = if target.starts_with('/') {
+            PathBuf::from(target)
+        } else {
+            PathBuf::from(self.current_workdir()?).join(target)
+        };
+        let temp = |what: &str| {
+            self.ctx
+                .store
+                .staging()
+                .map_err(|e| self.err(ins, format!("--mount={spec}: {what}: {e}")))
+        };
+        match get("type").unwrap_or("bind") {
+            "cache" => {
+                let id = get("id").unwrap_or(&target.to_string_lossy()).to_string();
+                if get("sharing") == Some("private") {
+                    let d = temp("a private cache")?;
+                    let b = Bind {
+                        source: d.path().to_path_buf(),
+                        target,
+                        readonly: false,
+                    };
+                    staged.push(d);
+                    return Ok(b);
+                }
+                let scope = if flag("platform-shared") {
+                    "shared".to_string()
+                } else {
+                    self.run_as.file_name()
+                };
+                let dir = self
+                    .ctx
+                    .store
+                    .root()
+                    .join("build-caches")
+                    .join(crate::digest::sha256_hex(id.as_bytes()))
+                    .join(scope);
+                std::fs::create_dir_all(&dir).map_err(ContainerError::io("create", &dir))?;
+                if get("sharing") == Some("locked") {
+                    let lock = dir.with_extension("lock");
+                    held.push(
+                        crate::util::FileLock::acquire(&lock)
+                            .map_err(ContainerError::io("lock", &lock))?,
+                    );
+                }
+                Ok(Bind {
+                    source: dir,
+                    target,
+                    readonly: flag("ro") || flag("readonly"),
+                })
+            }
+            "tmpfs" => {
+                let d = temp("a tmpfs")?;
+                let b = Bind {
+                    source: d.path().to_path_buf(),
+                    target,
+                    readonly: false,
+                };
+                staged.push(d);
+                Ok(b)
+            }
+            "bind" => {
+                let source = get("source").or_else(|| get("src")).unwrap_or(".");
+                let readonly = !(flag("rw") || flag("readwrite"));
+                let host = match get("from") {
+                    None => {
+                        let p =
+                            context_paths(&self.o.context, source).map_err(|m| self.err(ins, m))?;
+                        p.into_iter().next().expect("one path")
+                    }
+                    Some(from) => {
+                        let (cname, platform, _) = self.copy_source(ins, from)?;
+                        let cdir = self.ctx.container(&cname);
+                        let state = cdir
+                            .read_platform(&platform)
+                            .map_err(ContainerError::from)?;
+                        let lowers = crate::container::stack_of(
+                            &self.ctx.store,
+                            &state,
+                            &cdir.platform_dir(&platform),
+                        )?;
+                        let d = temp("a stage's files")?;
+                        let out = d.path().join("m");
+                        let rel = crate::rootfs::within::normalize(Path::new(
+                            source.trim_start_matches('/'),
+                        ))
+                        .map_err(|e| self.err(ins, format!("`{source}`: {e}")))?
+                        .unwrap_or_default();
+                        crate::rootfs::stack::export(&lowers, &rel, &out)
+                            .map_err(|e| self.err(ins, format!("--mount from={from}: {e}")))?;
+                        staged.push(d);
+                        out
+                    }
+                };
+                Ok(Bind {
+                    source: host,
+                    target,
+                    readonly,
+                })
+            }
+            t @ ("secret" | "ssh") => Err(self.err(
+                ins,
+                format!("RUN --mount=type={t}: secrets and SSH agents are not supported yet"),
+            )),
+            t => Err(self.err(ins, format!("RUN --mount: unknown type={t}"))),
+        }
     }
 
     fn copy(&mut self, ins: &Instruction) -> Result<(), BuildError> {

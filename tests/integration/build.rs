@@ -517,3 +517,68 @@ RUN echo "$(cat /native) $(cat /arch) $(uname -m) $(cat /outdir/sub/f)" > /resul
     );
 }
 case! { multi_stage_with_native_stages, needs = SANDBOX + [Busybox("amd64")], serial = HostBinfmt }
+
+/// `RUN --mount`: a cache kept between builds and per platform (arm64's never sees s390x's),
+/// a read-only bind of a context directory, and an empty scratch directory; none of them ends
+/// up in a layer.
+fn run_mounts() {
+    let _emu = Emulation::ensure(TARGETS);
+    let store = tempfile::tempdir().unwrap();
+    let file = format!(
+        "FROM {}\nARG N=1\nRUN --mount=type=cache,target=/cache,id=c1 echo \"$N $(uname -m)\" >> /cache/log && cat /cache/log > /seen\nRUN --mount=type=bind,source=src,target=/src cat /src/in.txt > /bound && ! touch /src/x 2>/dev/null\nRUN --mount=type=tmpfs,target=/scratch echo t > /scratch/t\n",
+        base()
+    );
+    let ctx = context(&[("Containerfile", &file), ("src/in.txt", "bound\n")]);
+    let out = tempfile::tempdir().unwrap();
+    let mut dest = String::new();
+    for n in ["1", "2"] {
+        dest = format!("oci:{}:v{n}", out.path().join("l").display());
+        emubuild(
+            store.path(),
+            &[
+                "build",
+                "--platform",
+                "linux/arm64,linux/s390x",
+                "--build-arg",
+                &format!("N={n}"),
+                "-t",
+                &dest,
+                ctx.path().to_str().unwrap(),
+            ],
+        )
+        .success();
+    }
+    assert_eq!(
+        cat(store.path(), &dest, "linux/arm64", "/seen"),
+        "1 aarch64\n2 aarch64\n"
+    );
+    assert_eq!(
+        cat(store.path(), &dest, "linux/s390x", "/seen"),
+        "1 s390x\n2 s390x\n"
+    );
+    assert_eq!(cat(store.path(), &dest, "linux/s390x", "/bound"), "bound\n");
+    let r = emubuild(
+        store.path(),
+        &[
+            "run",
+            "--name",
+            "look",
+            "--platform",
+            "linux/arm64",
+            "--from",
+            &dest,
+            "--",
+            "ls",
+            "/cache",
+            "/src",
+            "/scratch",
+        ],
+    );
+    assert_ne!(
+        r.code,
+        Some(0),
+        "mount targets were kept in a layer: {}",
+        r.stdout
+    );
+}
+case! { run_mounts, needs = SANDBOX, serial = HostBinfmt }
