@@ -135,6 +135,8 @@ struct Planned {
     plan: Plan,
     /// The target's stages, base first (FROM stage chains followed).
     chain: Vec<usize>,
+    /// The context's ignore file, for this file.
+    ignore: crate::containerfile::ignore::Patterns,
 }
 
 fn read(path: &Path) -> Result<String, BuildError> {
@@ -193,7 +195,16 @@ pub fn build(
             }
         }
         let chain = chain_of(&plan, plan.target);
+        let ignore = crate::containerfile::ignore::Patterns::for_context(&o.context, &path)
+            .map_err(|message| BuildError::Step {
+                platform: platform.to_string(),
+                stage: String::new(),
+                file: file.clone(),
+                line: 0,
+                message,
+            })?;
         planned.push(Planned {
+            ignore,
             platform: platform.clone(),
             file,
             cf,
@@ -927,7 +938,7 @@ impl Exec<'_, '_> {
                         for p in
                             context_paths(&self.o.context, src).map_err(|m| self.err(ins, m))?
                         {
-                            bound.push(tree_digest(&p).map_err(|e| {
+                            bound.push(self.digest(&p).map_err(|e| {
                                 self.err(ins, format!("cannot read `{}`: {e}", p.display()))
                             })?);
                         }
@@ -956,8 +967,8 @@ impl Exec<'_, '_> {
                     if s.contains("://") {
                         continue;
                     }
-                    for path in context_paths(&self.o.context, s).map_err(|m| self.err(ins, m))? {
-                        h.push(tree_digest(&path).map_err(|e| {
+                    for path in self.context_sources(ins, s)? {
+                        h.push(self.digest(&path).map_err(|e| {
                             self.err(ins, format!("cannot read `{}`: {e}", path.display()))
                         })?);
                     }
@@ -982,6 +993,73 @@ impl Exec<'_, '_> {
             "binds": self.o.binds.iter().map(|b| format!("{}:{}:{}", b.source.display(), b.target.display(), b.readonly)).collect::<Vec<_>>(),
         })
         .to_string())
+    }
+
+    /// The context paths a COPY source names, the ignore file applied: a path named outright
+    /// that it excludes is an error, a glob's excluded matches are left out.
+    fn context_sources(&self, ins: &Instruction, src: &str) -> Result<Vec<PathBuf>, BuildError> {
+        let all = context_paths(&self.o.context, src).map_err(|m| self.err(ins, m))?;
+        if self.p.ignore.is_empty() {
+            return Ok(all);
+        }
+        let glob = src.contains(['*', '?', '[']);
+        let mut kept = Vec::new();
+        for p in all {
+            let rel = p
+                .strip_prefix(&self.o.context)
+                .unwrap_or(&p)
+                .to_string_lossy()
+                .to_string();
+            if rel.is_empty() || !self.p.ignore.excluded(&rel) {
+                kept.push(p);
+            } else if !glob {
+                return Err(self.err(ins, format!("`{src}` is excluded by the context's ignore file (.containerignore or .dockerignore)")));
+            }
+        }
+        if kept.is_empty() {
+            return Err(self.err(
+                ins,
+                format!("`{src}` matches only files the ignore file excludes"),
+            ));
+        }
+        Ok(kept)
+    }
+
+    /// Is this context path excluded?
+    fn ignored(&self, p: &Path) -> bool {
+        !self.p.ignore.is_empty()
+            && p.strip_prefix(&self.o.context).is_ok_and(|r| {
+                !r.as_os_str().is_empty() && self.p.ignore.excluded(&r.to_string_lossy())
+            })
+    }
+
+    /// [`tree_digest`] with the ignore file applied.
+    fn digest(&self, p: &Path) -> std::io::Result<String> {
+        tree_digest(p, &|x| self.ignored(x))
+    }
+
+    /// Copies `src` (a context directory) to `dest` without what the ignore file excludes.
+    fn filtered_copy(&self, src: &Path, dest: &Path) -> std::io::Result<()> {
+        use std::os::unix::fs::PermissionsExt as _;
+        let m = std::fs::symlink_metadata(src)?;
+        if m.file_type().is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(src)?, dest)?;
+        } else if m.is_dir() {
+            std::fs::create_dir(dest)?;
+            for e in std::fs::read_dir(src)? {
+                let e = e?;
+                if !self.ignored(&e.path()) {
+                    self.filtered_copy(&e.path(), &dest.join(e.file_name()))?;
+                }
+            }
+            std::fs::set_permissions(
+                dest,
+                std::fs::Permissions::from_mode(m.permissions().mode() & 0o7777),
+            )?;
+        } else if m.is_file() {
+            std::fs::copy(src, dest)?;
+        }
+        Ok(())
     }
 
     fn current_workdir(&self) -> Result<String, BuildError> {
@@ -1331,11 +1409,24 @@ impl Exec<'_, '_> {
             if add && (s.contains("://") || s.starts_with("git@")) {
                 return Err(self.err(ins, format!("ADD {s}: URLs and git sources are not supported yet; download it in a RUN step or into the context")));
             }
-            let matched = context_paths(&self.o.context, s).map_err(|m| self.err(ins, m))?;
+            let matched = self.context_sources(ins, s)?;
             if add && let Some(a) = matched.iter().find(|p| is_archive(p)) {
                 return Err(self.err(ins, format!("ADD {}: extracting archives is not supported yet; use RUN tar -x, or COPY it", a.display())));
             }
-            paths.extend(matched);
+            for (i, m) in matched.into_iter().enumerate() {
+                // A directory with ignored entries is copied through a filtered copy.
+                if !self.p.ignore.is_empty() && m.is_dir() {
+                    let dir = staging.path().join(format!("ctx-{}-{i}", paths.len()));
+                    std::fs::create_dir_all(&dir).map_err(ContainerError::io("create", &dir))?;
+                    let out = dir.join(m.file_name().unwrap_or(std::ffi::OsStr::new("context")));
+                    self.filtered_copy(&m, &out).map_err(|e| {
+                        self.err(ins, format!("cannot copy `{}`: {e}", m.display()))
+                    })?;
+                    paths.push(out);
+                } else {
+                    paths.push(m);
+                }
+            }
         }
         let dest = if dest.starts_with('/') {
             dest.clone()
@@ -1367,10 +1458,15 @@ impl Exec<'_, '_> {
 
 /// A digest of a file or tree: names, types, modes, symlink targets and contents (not times
 /// or owners, as BuildKit's cache).
-fn tree_digest(path: &Path) -> std::io::Result<String> {
+fn tree_digest(path: &Path, skip: &dyn Fn(&Path) -> bool) -> std::io::Result<String> {
     use sha2::Digest as _;
     use std::os::unix::fs::PermissionsExt as _;
-    fn walk(base: &Path, rel: &Path, h: &mut sha2::Sha256) -> std::io::Result<()> {
+    fn walk(
+        base: &Path,
+        rel: &Path,
+        h: &mut sha2::Sha256,
+        skip: &dyn Fn(&Path) -> bool,
+    ) -> std::io::Result<()> {
         let p = if rel.as_os_str().is_empty() {
             base.to_path_buf()
         } else {
@@ -1390,7 +1486,10 @@ fn tree_digest(path: &Path) -> std::io::Result<String> {
                 .collect::<Result<_, _>>()?;
             names.sort();
             for n in names {
-                walk(base, &rel.join(n), h)?;
+                let child = rel.join(n);
+                if !skip(&base.join(&child)) {
+                    walk(base, &child, h, skip)?;
+                }
             }
         } else if m.is_file() {
             h.update(b"f");
@@ -1411,7 +1510,7 @@ fn tree_digest(path: &Path) -> std::io::Result<String> {
         Ok(())
     }
     let mut h = sha2::Sha256::new();
-    walk(path, Path::new(""), &mut h)?;
+    walk(path, Path::new(""), &mut h, skip)?;
     Ok(hex::encode(h.finalize()))
 }
 

@@ -3,6 +3,7 @@
 //! arguments), word expansion as BuildKit's shell lexer does it (`shell`), and what a file
 //! means for one target platform (`plan`: build args, ARG scoping, stages and the ones needed).
 
+pub mod ignore;
 pub mod parse;
 pub mod plan;
 pub mod shell;

@@ -582,3 +582,74 @@ fn run_mounts() {
     );
 }
 case! { run_mounts, needs = SANDBOX, serial = HostBinfmt }
+
+/// Ignore files: `.dockerignore` patterns keep files out of `COPY .` and out of the cache key
+/// (changing an ignored file reruns nothing); `.containerignore` wins over `.dockerignore`; a
+/// source named outright that is excluded is an error.
+fn ignore_files() {
+    let _emu = Emulation::ensure(TARGETS);
+    let store = tempfile::tempdir().unwrap();
+    let file = format!(
+        "FROM {}\nCOPY . /ctx/\nRUN ls -R /ctx | sort | tr '\\n' ' ' > /listing\n",
+        base()
+    );
+    let ctx = context(&[
+        ("Containerfile", &file),
+        (".dockerignore", "*.md\n!KEEP.md\nbuild\n**/*.o\n"),
+        ("a.txt", "a"),
+        ("notes.md", "n"),
+        ("KEEP.md", "k"),
+        ("build/out", "o"),
+        ("src/x.o", "o"),
+        ("src/x.c", "c"),
+    ]);
+    let out = tempfile::tempdir().unwrap();
+    let dest = format!("oci:{}:v1", out.path().join("l").display());
+    let b = |extra_ok: bool| {
+        let r = emubuild(
+            store.path(),
+            &[
+                "build",
+                "--platform",
+                "linux/arm64",
+                "-t",
+                &dest,
+                ctx.path().to_str().unwrap(),
+            ],
+        );
+        if extra_ok { r.success() } else { r }
+    };
+    b(true);
+    let listing = cat(store.path(), &dest, "linux/arm64", "/listing");
+    for want in ["a.txt", "KEEP.md", "x.c"] {
+        assert!(listing.contains(want), "{want}: {listing}");
+    }
+    for gone in ["notes.md", "x.o", "out"] {
+        assert!(!listing.contains(gone), "{gone} was copied: {listing}");
+    }
+    // An ignored file changes: nothing reruns.
+    std::fs::write(ctx.path().join("notes.md"), "changed").unwrap();
+    let r = b(true);
+    assert!(
+        !r.stderr
+            .lines()
+            .any(|l| l.contains("] COPY") && !l.contains("CACHED")),
+        "{}",
+        r.stderr
+    );
+    // .containerignore wins; naming an excluded file is an error.
+    std::fs::write(ctx.path().join(".containerignore"), "a.txt\n").unwrap();
+    std::fs::write(
+        ctx.path().join("Containerfile"),
+        format!("FROM {}\nCOPY a.txt /a\n", base()),
+    )
+    .unwrap();
+    let r = b(false).code_is(1);
+    assert!(
+        r.stderr
+            .contains("`a.txt` is excluded by the context's ignore file"),
+        "{}",
+        r.stderr
+    );
+}
+case! { ignore_files, needs = SANDBOX, serial = HostBinfmt }
