@@ -46,6 +46,12 @@ pub struct BuildOptions {
     pub no_cache: bool,
     /// How many platforms build at once (0: all).
     pub jobs: usize,
+    /// `--keep-going`: a failing platform does not stop the others; a table says how each
+    /// ended.
+    pub keep_going: bool,
+    /// `--allow-partial`: with platforms failed, the others are still written (an index
+    /// without them, which a warning names).
+    pub allow_partial: bool,
 }
 
 /// Why a build failed.
@@ -286,19 +292,53 @@ pub fn build(
                     o.no_cache,
                 )?;
                 timings.extend(run_platform(
-                    ctx, o, &cname, p, &chain, &run_as, &keys[0], &built, log, runner,
+                    ctx, o, &cname, p, &chain, &run_as, &keys[0], &built, log, runner, None,
                 )?);
             }
             built.push(((d, p.platform.clone()), (cname, run_as)));
         }
     }
     let keys = prepare(ctx, &name, &reference, &o.platforms, o.no_cache)?;
-    timings.extend(run_all(
-        ctx, o, &name, &planned, &keys, &built, log, runner,
-    )?);
+    let (t, failures) = run_all(ctx, o, &name, &planned, &keys, &built, log, runner);
+    timings.extend(t);
+    let failed: Vec<Platform> = failures.iter().map(|(p, _)| p.clone()).collect();
+    if !failures.is_empty() && (o.keep_going || o.allow_partial) {
+        log("per platform:");
+        for p in &o.platforms {
+            match failures.iter().find(|(f, _)| f == p) {
+                None => log(&format!("  {:<14} ok", p.to_string())),
+                Some((_, e)) => log(&format!("  {:<14} FAILED: {e}", p.to_string())),
+            }
+        }
+    }
+    let ok: Vec<Platform> = o
+        .platforms
+        .iter()
+        .filter(|p| !failed.contains(p))
+        .cloned()
+        .collect();
+    if let Some((_, first)) = failures.into_iter().next()
+        && (!o.allow_partial || ok.is_empty())
+    {
+        return Err(first);
+    }
+    if !failed.is_empty() {
+        warnings.push(format!(
+            "--allow-partial: the index lacks {}, which failed",
+            failed
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    // Programs the final stage added for another machine (BuildKit lets them through).
+    for p in &ok {
+        warnings.extend(foreign_programs(ctx, &name, p));
+    }
     // Labels from the command line.
     let cdir = ctx.container(&name);
-    for p in &o.platforms {
+    for p in &ok {
         let mut state = cdir.read_platform(p).map_err(ContainerError::from)?;
         for (k, v) in &o.labels {
             state.config.set_label(k, v);
@@ -320,7 +360,18 @@ pub fn build(
         edits: crate::commit::ConfigEdits::default(),
         index: true,
     };
-    let committed = crate::commit::commit(ctx, &name, &commit_dest, &opts)?;
+    // A partial index: the container names only the platforms that built while it commits.
+    let whole = cdir.read().map_err(ContainerError::from)?;
+    if ok.len() != whole.platforms.len() {
+        let mut part = whole.clone();
+        part.platforms = ok.clone();
+        cdir.write(&part).map_err(ContainerError::from)?;
+    }
+    let committed = crate::commit::commit(ctx, &name, &commit_dest, &opts);
+    if ok.len() != whole.platforms.len() {
+        cdir.write(&whole).map_err(ContainerError::from)?;
+    }
+    let committed = committed?;
     let mut dests = vec![commit_dest.to_string()];
     if !more.is_empty() {
         let src: Reference = match &commit_dest {
@@ -429,10 +480,15 @@ fn run_all(
     built: &BuiltStages,
     log: &Log<'_>,
     runner: &StepRunner<'_>,
-) -> Result<Vec<(String, String, f64)>, BuildError> {
+) -> (Timings, Vec<(Platform, BuildError)>) {
     let jobs = if o.jobs == 0 { planned.len() } else { o.jobs };
     let mut timings = Vec::new();
     let mut failures = Vec::new();
+    // Without --keep-going (or --allow-partial) a failure stops the other platforms at their
+    // next step.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let stop = &stop;
+    let keep_going = o.keep_going || o.allow_partial;
     let work: Vec<(&Planned, &String)> = planned.iter().zip(keys).collect();
     for batch in work.chunks(jobs.max(1)) {
         let results: Vec<Result<Timings, BuildError>> = std::thread::scope(|sc| {
@@ -440,7 +496,7 @@ fn run_all(
                 .iter()
                 .map(|(p, key)| {
                     sc.spawn(move || {
-                        run_platform(
+                        let r = run_platform(
                             ctx,
                             o,
                             name,
@@ -451,7 +507,12 @@ fn run_all(
                             built,
                             log,
                             runner,
-                        )
+                            (!keep_going).then_some(stop),
+                        );
+                        if r.is_err() {
+                            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+                        }
+                        r
                     })
                 })
                 .collect();
@@ -460,17 +521,14 @@ fn run_all(
                 .map(|h| h.join().expect("a platform's build does not panic"))
                 .collect()
         });
-        for r in results {
+        for ((p, _), r) in batch.iter().zip(results) {
             match r {
                 Ok(t) => timings.extend(t),
-                Err(e) => failures.push(e),
+                Err(e) => failures.push((p.platform.clone(), e)),
             }
         }
     }
-    if let Some(first) = failures.into_iter().next() {
-        return Err(first);
-    }
-    Ok(timings)
+    (timings, failures)
 }
 
 /// Seconds per step: platform, step label, time.
@@ -533,6 +591,7 @@ fn run_platform(
     built: &BuiltStages,
     log: &Log<'_>,
     runner: &StepRunner<'_>,
+    stop: Option<&std::sync::atomic::AtomicBool>,
 ) -> Result<Vec<(String, String, f64)>, BuildError> {
     let mut timings = Vec::new();
     let steps: usize = chain
@@ -585,6 +644,12 @@ fn run_platform(
                 scope: &mut scope,
                 shell: &mut shell,
             };
+            if stop.is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst)) {
+                return Err(exec.err(
+                    ins,
+                    "stopped: another platform failed (--keep-going builds the others on)",
+                ));
+            }
             let material = exec.cache_material(ins)?;
             let key =
                 crate::digest::sha256_hex(format!("{}\0{material}", cache[n - 1].key).as_bytes());
@@ -1512,6 +1577,68 @@ fn tree_digest(path: &Path, skip: &dyn Fn(&Path) -> bool) -> std::io::Result<Str
     let mut h = sha2::Sha256::new();
     walk(path, Path::new(""), &mut h, skip)?;
     Ok(hex::encode(h.finalize()))
+}
+
+/// The ELF programs the build's own steps added to platform `p` of container `name` that are
+/// for another machine than `p` (a native stage's output copied in unchanged, say): one
+/// warning each, the first five.
+fn foreign_programs(ctx: &Context, name: &str, p: &Platform) -> Vec<String> {
+    let cdir = ctx.container(name);
+    let Ok(state) = cdir.read_platform(p) else {
+        return Vec::new();
+    };
+    let pdir = cdir.platform_dir(p);
+    let want = crate::arch::Table::get()
+        .for_platform(p)
+        .map(|t| t.name.clone());
+    let mut out = Vec::new();
+    let mut stack: Vec<PathBuf> = state
+        .steps
+        .iter()
+        .filter_map(|s| s.dir.as_ref().map(|d| pdir.join(d)))
+        .collect();
+    let roots = stack.clone();
+    while let Some(path) = stack.pop() {
+        if out.len() >= 5 {
+            break;
+        }
+        let Ok(m) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if m.is_dir() {
+            if let Ok(rd) = std::fs::read_dir(&path) {
+                stack.extend(rd.filter_map(Result::ok).map(|e| e.path()));
+            }
+            continue;
+        }
+        if !m.is_file() || m.len() < 64 {
+            continue;
+        }
+        let Ok(header) = crate::elf::read_header(&path) else {
+            continue;
+        };
+        if !crate::elf::is_elf(&header) {
+            continue;
+        }
+        let Ok(info) = crate::elf::inspect(&path) else {
+            continue;
+        };
+        let Some(prog) = info.platform else { continue };
+        let theirs = crate::arch::Table::get()
+            .for_platform(&prog)
+            .map(|t| t.name.clone());
+        if theirs.is_some() && theirs != want {
+            let inside = roots
+                .iter()
+                .find_map(|r| path.strip_prefix(r).ok())
+                .map(|r| format!("/{}", r.display()))
+                .unwrap_or_else(|| path.display().to_string());
+            out.push(format!(
+                "{p}: {inside} is a program for {prog}, not for {p}; it will not run there (was it built by a native stage and copied in?)"
+            ));
+        }
+    }
+    out
 }
 
 /// Is this a tar archive ADD would extract?

@@ -250,6 +250,58 @@ fn platforms_files_targets_and_failures() {
         r.stderr
     );
     assert!(!dest.exists(), "a failed build wrote DEST");
+    // --keep-going: the others build, a table says how each ended, still nothing is written;
+    // --allow-partial writes the two that built and names the missing one.
+    let r = emubuild(
+        store.path(),
+        &[
+            "build",
+            "--keep-going",
+            "--platform",
+            PLATFORMS,
+            "-t",
+            &format!("oci:{}:v1", dest.display()),
+            ctx.path().to_str().unwrap(),
+        ],
+    )
+    .code_is(1);
+    let row = |p: &str, what: &str| {
+        r.stderr
+            .lines()
+            .any(|l| l.contains(&format!("  {p} ")) && l.contains(what))
+    };
+    assert!(
+        row("linux/arm64", " ok") && row("linux/s390x", "FAILED: "),
+        "{}",
+        r.stderr
+    );
+    assert!(!dest.exists());
+    let r = emubuild(
+        store.path(),
+        &[
+            "build",
+            "--allow-partial",
+            "--platform",
+            PLATFORMS,
+            "-t",
+            &format!("oci:{}:v1", dest.display()),
+            ctx.path().to_str().unwrap(),
+        ],
+    )
+    .success();
+    assert!(
+        r.stderr.contains("the index lacks linux/s390x"),
+        "{}",
+        r.stderr
+    );
+    let raw = tool(
+        "skopeo",
+        &["inspect", "--raw", &format!("oci:{}:v1", dest.display())],
+    )
+    .success();
+    let index: Value = serde_json::from_str(&raw.stdout).unwrap();
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 2, "{index}");
+    std::fs::remove_dir_all(&dest).unwrap();
     // `--target base`: the failing stages are not built; no -t: the result stays in the store.
     let r = emubuild(
         store.path(),
@@ -444,6 +496,7 @@ FROM {base}
 COPY --from=tools /out/native /native
 COPY --from=cross /arch /arch
 COPY --from=tools /out /outdir/
+COPY --from=tools /bin/busybox /usr/local/bin/hostbox
 RUN echo "$(cat /native) $(cat /arch) $(uname -m) $(cat /outdir/sub/f)" > /result
 "#,
         base = base()
@@ -498,7 +551,15 @@ RUN echo "$(cat /native) $(cat /arch) $(uname -m) $(cat /outdir/sub/f)" > /resul
         "an unneeded stage was built: {}",
         r.stderr
     );
-    assert!(!r.stderr.contains("warning"), "{}", r.stderr);
+    // The host's program copied into foreign images is pointed out, once per platform.
+    let foreign: Vec<&str> = r.stderr.lines().filter(|l| l.contains("warning")).collect();
+    assert_eq!(foreign.len(), 2, "{}", r.stderr);
+    assert!(
+        foreign
+            .iter()
+            .all(|l| l.contains("/usr/local/bin/hostbox is a program for linux/amd64")),
+        "{foreign:?}"
+    );
     assert_eq!(
         cat(store.path(), &dest, "linux/arm64", "/result"),
         "x86_64 built-for-arm64-on-x86_64 aarch64 deep\n"

@@ -527,6 +527,12 @@ pub struct BuildCmdArgs {
     /// How many platforms build at once (default: all).
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub jobs: usize,
+    /// When a platform fails, build the others anyway and print how each ended.
+    #[arg(long)]
+    pub keep_going: bool,
+    /// Write an index of the platforms that built when others failed (names the missing).
+    #[arg(long)]
+    pub allow_partial: bool,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,

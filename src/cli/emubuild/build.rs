@@ -82,6 +82,8 @@ pub fn run(s: &Settings, ctx: &Context, a: &BuildCmdArgs) -> Result<Exit> {
         compression: a.compression.parse().map_err(UsageError)?,
         no_cache: a.no_cache,
         jobs: a.jobs,
+        keep_going: a.keep_going,
+        allow_partial: a.allow_partial,
     };
     let runner =
         |name: &str, platform: &Platform, o: &crate::container::RunOptions, prefix: &str| {
