@@ -1014,7 +1014,7 @@ impl Exec<'_, '_> {
         let content = if let Some(from) = from {
             let from = self.expand(ins, from)?;
             vec![self.copy_source(ins, &from)?.2]
-        } else if matches!(ins.keyword.as_str(), "copy" | "add") && ins.heredocs.is_empty() {
+        } else if matches!(ins.keyword.as_str(), "copy" | "add") {
             let words: Vec<String> = ins
                 .args
                 .iter()
@@ -1029,7 +1029,7 @@ impl Exec<'_, '_> {
             let mut h = Vec::new();
             if let Some((_, sources)) = words.split_last() {
                 for s in sources {
-                    if s.contains("://") {
+                    if s.contains("://") || heredoc_source(ins, s).is_some() {
                         continue;
                     }
                     for path in self.context_sources(ins, s)? {
@@ -1425,9 +1425,7 @@ impl Exec<'_, '_> {
                 }
             }
         }
-        if !ins.heredocs.is_empty() {
-            return Err(self.err(ins, "COPY/ADD from a heredoc is not supported yet"));
-        }
+
         let words: Vec<String> = ins
             .args
             .iter()
@@ -1471,13 +1469,43 @@ impl Exec<'_, '_> {
             }
         }
         for s in sources.iter().filter(|_| from.is_none()) {
+            // `COPY <<EOF /dest`: the heredoc's body, as a file named after its delimiter.
+            if let Some(h) = heredoc_source(ins, s) {
+                let body = if h.expand {
+                    self.expand(ins, &h.content)?
+                } else {
+                    h.content.clone()
+                };
+                let dir = staging.path().join(format!("heredoc-{}", paths.len()));
+                std::fs::create_dir_all(&dir).map_err(ContainerError::io("create", &dir))?;
+                let file = dir.join(&h.name);
+                std::fs::write(&file, body).map_err(ContainerError::io("write", &file))?;
+                paths.push(file);
+                continue;
+            }
             if add && (s.contains("://") || s.starts_with("git@")) {
                 return Err(self.err(ins, format!("ADD {s}: URLs and git sources are not supported yet; download it in a RUN step or into the context")));
             }
             let matched = self.context_sources(ins, s)?;
-            if add && let Some(a) = matched.iter().find(|p| is_archive(p)) {
-                return Err(self.err(ins, format!("ADD {}: extracting archives is not supported yet; use RUN tar -x, or COPY it", a.display())));
+            // ADD extracts local tar archives (plain, gzip, xz, zstd) into the destination.
+            let mut matched_plain = Vec::new();
+            for m in matched {
+                if add
+                    && m.is_file()
+                    && is_tar(&m)
+                        .map_err(|e| self.err(ins, format!("cannot read `{}`: {e}", m.display())))?
+                {
+                    let dir = staging.path().join(format!("archive-{}", paths.len()));
+                    std::fs::create_dir_all(&dir).map_err(ContainerError::io("create", &dir))?;
+                    extract(&m, &dir, self.ctx).map_err(|e| {
+                        self.err(ins, format!("ADD {}: cannot extract it: {e}", m.display()))
+                    })?;
+                    paths.push(dir);
+                } else {
+                    matched_plain.push(m);
+                }
             }
+            let matched = matched_plain;
             for (i, m) in matched.into_iter().enumerate() {
                 // A directory with ignored entries is copied through a filtered copy.
                 if !self.p.ignore.is_empty() && m.is_dir() {
@@ -1641,14 +1669,56 @@ fn foreign_programs(ctx: &Context, name: &str, p: &Platform) -> Vec<String> {
     out
 }
 
-/// Is this a tar archive ADD would extract?
-fn is_archive(p: &Path) -> bool {
-    let n = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    [
-        ".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.zst", ".tar.bz2", ".tbz2",
-    ]
-    .iter()
-    .any(|s| n.ends_with(s))
+/// The heredoc a COPY/ADD source word opens (`<<EOF`, `<<-"EOF"`), if it is one.
+fn heredoc_source<'i>(ins: &'i Instruction, word: &str) -> Option<&'i parse::Heredoc> {
+    let w = word.trim_start_matches(|c: char| c.is_ascii_digit());
+    let name = w
+        .strip_prefix("<<")?
+        .trim_start_matches('-')
+        .trim_matches(['"', '\'']);
+    ins.heredocs.iter().find(|h| h.name == name)
+}
+
+/// Is this file a tar archive (plain, or gzip, xz or zstd compressed), by its content, as
+/// ADD decides?
+fn is_tar(p: &Path) -> std::io::Result<bool> {
+    let f = std::io::BufReader::new(crate::oci::layout::open_regular(p)?);
+    let mut r = match crate::rootfs::unpack::decompress(f) {
+        Ok(r) => r,
+        Err(_) => return Ok(false),
+    };
+    let mut head = [0u8; 512];
+    let mut got = 0;
+    while got < head.len() {
+        match std::io::Read::read(&mut r, &mut head[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(_) => return Ok(false),
+        }
+    }
+    Ok(got == 512 && &head[257..262] == b"ustar")
+}
+
+/// Extracts the archive `p` into `dir` with the layer unpacker (nothing is written outside it).
+fn extract(p: &Path, dir: &Path, ctx: &Context) -> Result<(), String> {
+    let f =
+        std::io::BufReader::new(crate::oci::layout::open_regular(p).map_err(|e| e.to_string())?);
+    let r = crate::rootfs::unpack::decompress(f).map_err(|e| e.to_string())?;
+    let opts = crate::rootfs::unpack::UnpackOptions {
+        xattrs: ctx.xattrs(),
+        rootless: ctx.rootless,
+    };
+    crate::rootfs::unpack::unpack_layer(r, dir, &opts)
+        .map(|_| ())
+        .map_err(|e| {
+            let mut s = e.to_string();
+            let mut src = std::error::Error::source(&e);
+            while let Some(c) = src {
+                s.push_str(&format!(": {c}"));
+                src = c.source();
+            }
+            s
+        })
 }
 
 /// `30s`, `1m30s`, `1h`, `500ms` in nanoseconds.
@@ -1743,6 +1813,6 @@ mod tests {
                 .unwrap_err()
                 .contains("not in the context")
         );
-        assert!(is_archive(Path::new("x.tar.gz")) && !is_archive(Path::new("x.txt")));
+        assert!(!is_tar(&d.path().join("a.txt")).unwrap());
     }
 }

@@ -714,3 +714,74 @@ fn ignore_files() {
     );
 }
 case! { ignore_files, needs = SANDBOX, serial = HostBinfmt }
+
+/// ADD extracts a local tar archive (by content, here gzip'd) into the destination; COPY
+/// from a heredoc writes its body (expanded unless the delimiter is quoted); an archive that
+/// tries to leave the destination is refused.
+fn add_archives_and_copy_heredocs() {
+    let _emu = Emulation::ensure(TARGETS);
+    let store = tempfile::tempdir().unwrap();
+    let ctx = context(&[("t/inner.txt", "inner\n"), ("t/sub/deep.txt", "deep\n")]);
+    tool(
+        "tar",
+        &[
+            "-czf",
+            ctx.path().join("pkg.tgz.bin").to_str().unwrap(),
+            "-C",
+            ctx.path().join("t").to_str().unwrap(),
+            ".",
+        ],
+    )
+    .success();
+    let file = format!(
+        "FROM {}\nARG WHO=world\nADD pkg.tgz.bin /opt/pkg/\nCOPY <<EOT /etc/greeting\nhello $WHO\nEOT\nCOPY <<'EOT' /etc/raw\nhello $WHO\nEOT\n",
+        base()
+    );
+    std::fs::write(ctx.path().join("Containerfile"), file).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let dest = format!("oci:{}:v1", out.path().join("l").display());
+    emubuild(
+        store.path(),
+        &[
+            "build",
+            "--platform",
+            "linux/arm64",
+            "-t",
+            &dest,
+            ctx.path().to_str().unwrap(),
+        ],
+    )
+    .success();
+    assert_eq!(
+        cat(store.path(), &dest, "linux/arm64", "/opt/pkg/sub/deep.txt"),
+        "deep\n"
+    );
+    assert_eq!(
+        cat(store.path(), &dest, "linux/arm64", "/etc/greeting"),
+        "hello world\n"
+    );
+    assert_eq!(
+        cat(store.path(), &dest, "linux/arm64", "/etc/raw"),
+        "hello $WHO\n"
+    );
+    // A hostile archive (an entry climbing out with `..`).
+    let evil = image("evil").unwrap().join("dotdot.tar");
+    std::fs::copy(&evil, ctx.path().join("evil.tar")).unwrap();
+    std::fs::write(
+        ctx.path().join("Containerfile"),
+        format!("FROM {}\nADD evil.tar /x/\n", base()),
+    )
+    .unwrap();
+    let r = emubuild(
+        store.path(),
+        &[
+            "build",
+            "--platform",
+            "linux/arm64",
+            ctx.path().to_str().unwrap(),
+        ],
+    )
+    .code_is(1);
+    assert!(r.stderr.contains("cannot extract it"), "{}", r.stderr);
+}
+case! { add_archives_and_copy_heredocs, needs = SANDBOX + [Tool("tar")], serial = HostBinfmt }
