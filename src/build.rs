@@ -1015,17 +1015,7 @@ impl Exec<'_, '_> {
             let from = self.expand(ins, from)?;
             vec![self.copy_source(ins, &from)?.2]
         } else if matches!(ins.keyword.as_str(), "copy" | "add") {
-            let words: Vec<String> = ins
-                .args
-                .iter()
-                .map(|a| {
-                    if ins.json {
-                        Ok(a.clone())
-                    } else {
-                        self.expand(ins, a)
-                    }
-                })
-                .collect::<Result<_, _>>()?;
+            let words = self.copy_words(ins)?;
             let mut h = Vec::new();
             if let Some((_, sources)) = words.split_last() {
                 for s in sources {
@@ -1125,6 +1115,20 @@ impl Exec<'_, '_> {
             std::fs::copy(src, dest)?;
         }
         Ok(())
+    }
+
+    /// COPY/ADD's words: the exec form as written, the shell form expanded.
+    fn copy_words(&self, ins: &Instruction) -> Result<Vec<String>, BuildError> {
+        ins.args
+            .iter()
+            .map(|a| {
+                if ins.json {
+                    Ok(a.clone())
+                } else {
+                    self.expand(ins, a)
+                }
+            })
+            .collect()
     }
 
     fn current_workdir(&self) -> Result<String, BuildError> {
@@ -1426,17 +1430,7 @@ impl Exec<'_, '_> {
             }
         }
 
-        let words: Vec<String> = ins
-            .args
-            .iter()
-            .map(|a| {
-                if ins.json {
-                    Ok(a.clone())
-                } else {
-                    self.expand(ins, a)
-                }
-            })
-            .collect::<Result<_, _>>()?;
+        let words = self.copy_words(ins)?;
         let Some((dest, sources)) = words.split_last().filter(|(_, s)| !s.is_empty()) else {
             return Err(self.err(
                 ins,
@@ -1490,6 +1484,15 @@ impl Exec<'_, '_> {
             // ADD extracts local tar archives (plain, gzip, xz, zstd) into the destination.
             let mut matched_plain = Vec::new();
             for m in matched {
+                if add && m.is_file() && is_bzip2(&m) {
+                    return Err(self.err(
+                        ins,
+                        format!(
+                            "ADD {}: bzip2 archives are not extracted yet; use RUN tar -xjf, or recompress it with gzip, xz or zstd",
+                            m.display()
+                        ),
+                    ));
+                }
                 if add
                     && m.is_file()
                     && is_tar(&m)
@@ -1699,6 +1702,16 @@ fn is_tar(p: &Path) -> std::io::Result<bool> {
     Ok(got == 512 && &head[257..262] == b"ustar")
 }
 
+/// Does the file start as a bzip2 stream does?
+fn is_bzip2(p: &Path) -> bool {
+    let mut head = [0u8; 4];
+    crate::oci::layout::open_regular(p)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+        .is_ok()
+        && head[..3] == *b"BZh"
+        && head[3].is_ascii_digit()
+}
+
 /// Extracts the archive `p` into `dir` with the layer unpacker (nothing is written outside it).
 fn extract(p: &Path, dir: &Path, ctx: &Context) -> Result<(), String> {
     let f =
@@ -1814,5 +1827,7 @@ mod tests {
                 .contains("not in the context")
         );
         assert!(!is_tar(&d.path().join("a.txt")).unwrap());
+        std::fs::write(d.path().join("x.bin"), b"BZh91AY&SY").unwrap();
+        assert!(is_bzip2(&d.path().join("x.bin")) && !is_bzip2(&d.path().join("a.txt")));
     }
 }
