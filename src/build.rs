@@ -1447,13 +1447,26 @@ impl Exec<'_, '_> {
                 .map_err(ContainerError::from)?;
             let lowers =
                 crate::container::stack_of(&self.ctx.store, &state, &cdir.platform_dir(&platform))?;
-            for (i, s) in sources.iter().enumerate() {
-                if s.contains(['*', '?', '[']) {
-                    return Err(self.err(ins, format!("--from={from} {s}: wildcards in sources from a stage are not supported yet; name the path")));
-                }
+            let mut rels = Vec::new();
+            for s in sources {
                 let rel = crate::rootfs::within::normalize(Path::new(s.trim_start_matches('/')))
                     .map_err(|e| self.err(ins, format!("`{s}`: {e}")))?
                     .unwrap_or_default();
+                if s.contains(['*', '?', '[']) {
+                    let matched = crate::rootfs::stack::glob(&lowers, &rel)
+                        .map_err(|e| self.err(ins, format!("--from={from} {s}: {e}")))?;
+                    if matched.is_empty() {
+                        return Err(self.err(
+                            ins,
+                            format!("--from={from} {s}: matches nothing in that stage"),
+                        ));
+                    }
+                    rels.extend(matched.into_iter().map(|m| (s.clone(), m)));
+                } else {
+                    rels.push((s.clone(), rel));
+                }
+            }
+            for (i, (s, rel)) in rels.into_iter().enumerate() {
                 let dir = staging.path().join(i.to_string());
                 std::fs::create_dir_all(&dir).map_err(ContainerError::io("create", &dir))?;
                 let out = dir.join(rel.file_name().unwrap_or(std::ffi::OsStr::new("root")));

@@ -184,6 +184,101 @@ pub fn copy_dir_meta(lowers: &[PathBuf], rel: &Path, dest: &Path) {
     }
 }
 
+/// The entries of directory `rel` in the layers `visible` (top first, already cut at an
+/// opaque directory): each name once, whited-out ones left out.
+fn names_in(
+    visible: &[PathBuf],
+    rel: &Path,
+) -> std::io::Result<std::collections::BTreeSet<OsString>> {
+    let mut names = std::collections::BTreeSet::new();
+    let mut gone = std::collections::BTreeSet::new();
+    for l in visible {
+        for e in std::fs::read_dir(l.join(rel))? {
+            let e = e?;
+            let name = e.file_name();
+            if names.contains(&name) || gone.contains(&name) {
+                continue;
+            }
+            let st = nix::sys::stat::lstat(&e.path()).map_err(std::io::Error::from)?;
+            if super::overlay::is_whiteout(&st) {
+                gone.insert(name);
+            } else {
+                names.insert(name);
+            }
+        }
+    }
+    Ok(names)
+}
+
+/// The layers that show directory `rel`'s entries: from its topmost layer down to an opaque
+/// directory, or to a layer where it is not a directory.
+fn visible_layers(lowers: &[PathBuf], rel: &Path) -> Vec<PathBuf> {
+    let Some(Ok((layer, _))) = topmost(lowers, rel) else {
+        return Vec::new();
+    };
+    let start = lowers.iter().position(|l| *l == layer).unwrap_or(0);
+    let mut visible = Vec::new();
+    for l in &lowers[start..] {
+        match std::fs::symlink_metadata(l.join(rel)) {
+            Ok(m) if m.is_dir() => {
+                visible.push(l.clone());
+                if super::overlay::is_opaque(&l.join(rel)) {
+                    break;
+                }
+            }
+            Ok(_) => break,
+            Err(_) => {}
+        }
+    }
+    visible
+}
+
+/// The paths a shell pattern (`*`, `?`, `[...]` within one component) matches in the merged
+/// view, sorted (`COPY --from=STAGE 'lib/*.so' ...`).
+pub fn glob(lowers: &[PathBuf], pattern: &Path) -> Result<Vec<PathBuf>, String> {
+    let mut found = vec![PathBuf::new()];
+    for c in pattern.components() {
+        let Component::Normal(c) = c else { continue };
+        let c = c.to_string_lossy();
+        if !c.contains(['*', '?', '[']) {
+            found = found.into_iter().map(|f| f.join(&*c)).collect();
+            continue;
+        }
+        let mut re = String::from("^");
+        for ch in c.chars() {
+            match ch {
+                '*' => re.push_str(".*"),
+                '?' => re.push('.'),
+                '[' | ']' => re.push(ch),
+                '!' if re.ends_with('[') => re.push('^'),
+                ch => re.push_str(&regex::escape(&ch.to_string())),
+            }
+        }
+        re.push('$');
+        let re = regex::Regex::new(&re).map_err(|e| format!("`{c}`: {e}"))?;
+        let mut next = Vec::new();
+        for f in found {
+            let Ok(real) = resolve_inner(lowers, &f, true) else {
+                continue;
+            };
+            let visible = visible_layers(lowers, &real);
+            if visible.is_empty() {
+                continue;
+            }
+            let names = names_in(&visible, &real).map_err(|e| e.to_string())?;
+            for n in names {
+                if re.is_match(&n.to_string_lossy()) {
+                    next.push(f.join(n));
+                }
+            }
+        }
+        found = next;
+    }
+    found.retain(|f| exists(lowers, f) != Some(false));
+    found.sort();
+    Ok(found)
+}
+
 /// Copies what `rel` names in the merged view of `lowers` (a file, a symlink as a symlink, or
 /// a directory tree: entries of every layer down to an opaque directory, whited-out ones left
 /// out) to `dest` on the host, with modes, owners and times. Symlinked directories on the way
@@ -219,38 +314,8 @@ fn export_at(lowers: &[PathBuf], rel: &Path, dest: &Path) -> std::io::Result<()>
         std::fs::create_dir(dest)?;
         // The layers this directory's entries come from: down to an opaque one, or to a layer
         // where the path is not a directory.
-        let start = lowers.iter().position(|l| *l == layer).unwrap_or(0);
-        let mut visible = Vec::new();
-        for l in &lowers[start..] {
-            match std::fs::symlink_metadata(l.join(rel)) {
-                Ok(m) if m.is_dir() => {
-                    visible.push(l.clone());
-                    if super::overlay::is_opaque(&l.join(rel)) {
-                        break;
-                    }
-                }
-                Ok(_) => break,
-                Err(_) => {}
-            }
-        }
-        let mut names = std::collections::BTreeSet::new();
-        let mut gone = std::collections::BTreeSet::new();
-        for l in &visible {
-            for e in std::fs::read_dir(l.join(rel))? {
-                let e = e?;
-                let name = e.file_name();
-                if names.contains(&name) || gone.contains(&name) {
-                    continue;
-                }
-                let st = nix::sys::stat::lstat(&e.path()).map_err(std::io::Error::from)?;
-                if super::overlay::is_whiteout(&st) {
-                    gone.insert(name);
-                } else {
-                    names.insert(name);
-                }
-            }
-        }
-        for name in names {
+        let visible = visible_layers(lowers, rel);
+        for name in names_in(&visible, rel)? {
             let child = rel.join(&name);
             // Lower layers below this directory's own are not seen for its entries.
             let top = lowers.iter().position(|l| *l == visible[0]).unwrap_or(0);

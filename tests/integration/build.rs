@@ -497,7 +497,9 @@ COPY --from=tools /out/native /native
 COPY --from=cross /arch /arch
 COPY --from=tools /out /outdir/
 COPY --from=tools /bin/busybox /usr/local/bin/hostbox
+COPY --from=tools /out/*ive /out/s?b /globbed/
 RUN echo "$(cat /native) $(cat /arch) $(uname -m) $(cat /outdir/sub/f)" > /result
+RUN cat /globbed/native /globbed/f > /globs
 "#,
         base = base()
     );
@@ -567,6 +569,10 @@ RUN echo "$(cat /native) $(cat /arch) $(uname -m) $(cat /outdir/sub/f)" > /resul
     assert_eq!(
         cat(store.path(), &dest, "linux/s390x", "/result"),
         "x86_64 built-for-s390x-on-x86_64 s390x deep\n"
+    );
+    assert_eq!(
+        cat(store.path(), &dest, "linux/arm64", "/globs"),
+        "x86_64\ndeep\n"
     );
     let first = r.stdout.trim().to_string();
     let (r, _) = build("v2");
