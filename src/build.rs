@@ -1406,6 +1406,7 @@ impl Exec<'_, '_> {
         let mut chown = None;
         let mut chmod = None;
         let mut from = None;
+        let mut parents = false;
         for f in &ins.flags {
             let (k, v) = f.split_once('=').unwrap_or((f.as_str(), ""));
             match k {
@@ -1417,6 +1418,7 @@ impl Exec<'_, '_> {
                     })?);
                 }
                 "--link" => {}
+                "--parents" => parents = v.is_empty() || v == "true",
                 "--from" => from = Some(self.expand(ins, v)?),
                 _ => {
                     return Err(self.err(
@@ -1437,6 +1439,9 @@ impl Exec<'_, '_> {
                 format!("{} takes SRC... DEST", ins.keyword.to_uppercase()),
             ));
         };
+        if parents && from.is_some() {
+            return Err(self.err(ins, "COPY --parents with --from is not supported yet"));
+        }
         let mut paths = Vec::new();
         let staging = self.ctx.store.staging().map_err(ContainerError::from)?;
         if let Some(from) = &from {
@@ -1522,6 +1527,33 @@ impl Exec<'_, '_> {
                 }
             }
             let matched = matched_plain;
+            if parents {
+                // `--parents`: each source keeps its path below the context (or below a `./`
+                // in the source), in one tree whose contents go to DEST.
+                let pivot = s
+                    .find("/./")
+                    .map(|i| &s[..i])
+                    .map(|p| p.trim_start_matches('/'));
+                let tree = staging.path().join(format!("parents-{}", paths.len()));
+                for m in &matched {
+                    let rel = m.strip_prefix(&self.o.context).unwrap_or(m);
+                    let rel = match pivot {
+                        Some(p) => rel.strip_prefix(p).unwrap_or(rel),
+                        None => rel,
+                    };
+                    let out = tree.join(rel);
+                    if let Some(parent) = out.parent() {
+                        std::fs::create_dir_all(parent)
+                            .map_err(ContainerError::io("create", parent))?;
+                    }
+                    self.filtered_copy(m, &out).map_err(|e| {
+                        self.err(ins, format!("cannot copy `{}`: {e}", m.display()))
+                    })?;
+                }
+                std::fs::create_dir_all(&tree).map_err(ContainerError::io("create", &tree))?;
+                paths.push(tree);
+                continue;
+            }
             for (i, m) in matched.into_iter().enumerate() {
                 // A directory with ignored entries is copied through a filtered copy.
                 if !self.p.ignore.is_empty() && m.is_dir() {

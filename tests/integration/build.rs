@@ -740,7 +740,7 @@ fn add_archives_and_copy_heredocs() {
     )
     .success();
     let file = format!(
-        "FROM {}\nARG WHO=world\nADD pkg.tgz.bin /opt/pkg/\nCOPY <<EOT /etc/greeting\nhello $WHO\nEOT\nCOPY <<'EOT' /etc/raw\nhello $WHO\nEOT\n",
+        "FROM {}\nARG WHO=world\nADD pkg.tgz.bin /opt/pkg/\nCOPY <<EOT /etc/greeting\nhello $WHO\nEOT\nCOPY <<'EOT' /etc/raw\nhello $WHO\nEOT\nCOPY --parents t/sub/*.txt /p/\nCOPY --parents t/./sub/deep.txt /q/\n",
         base()
     );
     std::fs::write(ctx.path().join("Containerfile"), file).unwrap();
@@ -769,6 +769,15 @@ fn add_archives_and_copy_heredocs() {
     assert_eq!(
         cat(store.path(), &dest, "linux/arm64", "/etc/raw"),
         "hello $WHO\n"
+    );
+    // --parents keeps the path below the context, or below a `./`.
+    assert_eq!(
+        cat(store.path(), &dest, "linux/arm64", "/p/t/sub/deep.txt"),
+        "deep\n"
+    );
+    assert_eq!(
+        cat(store.path(), &dest, "linux/arm64", "/q/sub/deep.txt"),
+        "deep\n"
     );
     // A hostile archive (an entry climbing out with `..`).
     let evil = image("evil").unwrap().join("dotdot.tar");
