@@ -1502,15 +1502,6 @@ impl Exec<'_, '_> {
             // ADD extracts local tar archives (plain, gzip, xz, zstd) into the destination.
             let mut matched_plain = Vec::new();
             for m in matched {
-                if add && m.is_file() && is_bzip2(&m) {
-                    return Err(self.err(
-                        ins,
-                        format!(
-                            "ADD {}: bzip2 archives are not extracted yet; use RUN tar -xjf, or recompress it with gzip, xz or zstd",
-                            m.display()
-                        ),
-                    ));
-                }
                 if add
                     && m.is_file()
                     && is_tar(&m)
@@ -1727,11 +1718,19 @@ fn heredoc_source<'i>(ins: &'i Instruction, word: &str) -> Option<&'i parse::Her
     ins.heredocs.iter().find(|h| h.name == name)
 }
 
-/// Is this file a tar archive (plain, or gzip, xz or zstd compressed), by its content, as
-/// ADD decides?
-fn is_tar(p: &Path) -> std::io::Result<bool> {
+/// The archive `p` decompressed (gzip, xz, zstd, bzip2, or none, by magic bytes).
+fn archive_reader(p: &Path) -> std::io::Result<Box<dyn std::io::Read>> {
     let f = std::io::BufReader::new(crate::oci::layout::open_regular(p)?);
-    let mut r = match crate::rootfs::unpack::decompress(f) {
+    if is_bzip2(p) {
+        return Ok(Box::new(bzip2::bufread::MultiBzDecoder::new(f)));
+    }
+    crate::rootfs::unpack::decompress(f)
+}
+
+/// Is this file a tar archive (plain, or gzip, xz, zstd or bzip2 compressed), by its content,
+/// as ADD decides?
+fn is_tar(p: &Path) -> std::io::Result<bool> {
+    let mut r = match archive_reader(p) {
         Ok(r) => r,
         Err(_) => return Ok(false),
     };
@@ -1759,9 +1758,7 @@ fn is_bzip2(p: &Path) -> bool {
 
 /// Extracts the archive `p` into `dir` with the layer unpacker (nothing is written outside it).
 fn extract(p: &Path, dir: &Path, ctx: &Context) -> Result<(), String> {
-    let f =
-        std::io::BufReader::new(crate::oci::layout::open_regular(p).map_err(|e| e.to_string())?);
-    let r = crate::rootfs::unpack::decompress(f).map_err(|e| e.to_string())?;
+    let r = archive_reader(p).map_err(|e| e.to_string())?;
     let opts = crate::rootfs::unpack::UnpackOptions {
         xattrs: ctx.xattrs(),
         rootless: ctx.rootless,

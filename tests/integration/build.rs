@@ -739,8 +739,19 @@ fn add_archives_and_copy_heredocs() {
         ],
     )
     .success();
+    let bz = ctx.path().join("pkg.tar.bz2");
+    tool(
+        "python3",
+        &[
+            "-c",
+            "import sys, tarfile; t = tarfile.open(sys.argv[1], 'w:bz2'); t.add(sys.argv[2], arcname='.'); t.close()",
+            bz.to_str().unwrap(),
+            ctx.path().join("t").to_str().unwrap(),
+        ],
+    )
+    .success();
     let file = format!(
-        "FROM {}\nARG WHO=world\nADD pkg.tgz.bin /opt/pkg/\nCOPY <<EOT /etc/greeting\nhello $WHO\nEOT\nCOPY <<'EOT' /etc/raw\nhello $WHO\nEOT\nCOPY --parents t/sub/*.txt /p/\nCOPY --parents t/./sub/deep.txt /q/\n",
+        "FROM {}\nARG WHO=world\nADD pkg.tgz.bin /opt/pkg/\nCOPY <<EOT /etc/greeting\nhello $WHO\nEOT\nCOPY <<'EOT' /etc/raw\nhello $WHO\nEOT\nCOPY --parents t/sub/*.txt /p/\nCOPY --parents t/./sub/deep.txt /q/\nADD pkg.tar.bz2 /opt/bz/\n",
         base()
     );
     std::fs::write(ctx.path().join("Containerfile"), file).unwrap();
@@ -769,6 +780,10 @@ fn add_archives_and_copy_heredocs() {
     assert_eq!(
         cat(store.path(), &dest, "linux/arm64", "/etc/raw"),
         "hello $WHO\n"
+    );
+    assert_eq!(
+        cat(store.path(), &dest, "linux/arm64", "/opt/bz/inner.txt"),
+        "inner\n"
     );
     // --parents keeps the path below the context, or below a `./`.
     assert_eq!(
