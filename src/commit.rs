@@ -470,15 +470,14 @@ fn commit_to_registry(
             layers: b.layers.iter().map(|l| l.digest.clone()).collect(),
         });
     }
-    let root = if children.len() == 1 && !opts.index {
-        children.pop().expect("one child")
-    } else {
-        Node::Index {
-            bytes: index_of(&built),
-            media_type: MediaType::ImageIndex.to_string(),
-            children,
-        }
+    let mut root = Node::Index {
+        bytes: index_of(&built),
+        media_type: MediaType::ImageIndex.to_string(),
+        children,
     };
+    if !opts.index {
+        root = root.single();
+    }
     let is_index = matches!(root, Node::Index { .. });
     let session = ctx.session()?;
     let pushed = push(

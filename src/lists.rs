@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::container::{ContainerError, Context};
 use crate::oci::document::{Descriptor, ImageConfig, ImageIndex, ImageManifest, MediaType};
-use crate::oci::image::{Documents, SelectError};
+use crate::oci::image::{Documents, SelectError, is_attestation};
 use crate::oci::reference::{Destination, Reference, RegistryRef};
 use crate::platform::Platform;
 use crate::transfer::{self, Node, Opened, Sources};
@@ -335,13 +335,6 @@ pub struct Pick {
     pub all: bool,
     /// The one for this platform.
     pub platform: Option<Platform>,
-}
-
-/// Is this descriptor an attestation (buildx's provenance and SBOMs: `unknown/unknown`)?
-fn is_attestation(d: &Descriptor) -> bool {
-    d.platform().as_ref().is_some_and(|p| {
-        p.os().to_string() == "unknown" || p.architecture().to_string() == "unknown"
-    })
 }
 
 /// The manifests below `d` (nested indexes followed, attestations left out).

@@ -94,6 +94,19 @@ impl Node {
         }
     }
 
+    /// An index of exactly one image manifest as that manifest (a registry gets it alone, as
+    /// `docker push` sends it); anything else as it is.
+    pub fn single(self) -> Node {
+        match self {
+            Node::Index { mut children, .. }
+                if children.len() == 1 && matches!(children[0], Node::Manifest { .. }) =>
+            {
+                children.pop().expect("one child")
+            }
+            other => other,
+        }
+    }
+
     /// How many documents it holds, itself included (repeats counted).
     pub fn count(&self) -> usize {
         match self {

@@ -209,10 +209,7 @@ fn walk(
             "image indexes nest more than 8 deep".into(),
         ));
     }
-    // Attestations (buildx provenance, SBOMs) sit in indexes as `unknown/unknown`: not images.
-    if d.platform().as_ref().is_some_and(|p| {
-        p.os().to_string() == "unknown" || p.architecture().to_string() == "unknown"
-    }) {
+    if is_attestation(d) {
         return Ok(());
     }
     // An entry whose platform cannot match is skipped without reading it.
@@ -254,6 +251,14 @@ fn walk(
         ));
     }
     Ok(())
+}
+
+/// Is this index entry an attestation (buildx provenance, SBOMs: `unknown/unknown`), not an
+/// image?
+pub fn is_attestation(d: &Descriptor) -> bool {
+    d.platform().as_ref().is_some_and(|p| {
+        p.os().to_string() == "unknown" || p.architecture().to_string() == "unknown"
+    })
 }
 
 #[cfg(test)]

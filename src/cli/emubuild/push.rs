@@ -8,7 +8,7 @@ use crate::cli::{Exit, UsageError};
 use crate::container::Context;
 use crate::oci::reference::Reference;
 use crate::oci::source::ImageSource;
-use crate::transfer::{self, Node};
+use crate::transfer;
 
 /// Runs `push`.
 pub fn run(s: &Settings, ctx: &Context, a: &PushArgs) -> Result<Exit> {
@@ -34,7 +34,7 @@ pub fn run(s: &Settings, ctx: &Context, a: &PushArgs) -> Result<Exit> {
         transfer::layout_root(layout, tag.as_deref()).map_err(|e| UsageError(e.to_string()))?;
     let mut tree = transfer::tree(layout, &root, 0)?;
     if !a.index {
-        tree = single(tree);
+        tree = tree.single();
     }
     let session = ctx.session()?;
     let mut files = transfer::Sources::with_store(&ctx.store);
@@ -53,16 +53,4 @@ pub fn run(s: &Settings, ctx: &Context, a: &PushArgs) -> Result<Exit> {
         ));
     }
     Ok(Exit::Success)
-}
-
-/// An index of exactly one image manifest, as that manifest.
-fn single(tree: Node) -> Node {
-    match tree {
-        Node::Index { mut children, .. }
-            if children.len() == 1 && matches!(children[0], Node::Manifest { .. }) =>
-        {
-            children.pop().expect("one child")
-        }
-        other => other,
-    }
 }
